@@ -1,0 +1,38 @@
+# Thin aliases. `run` and `test` (re)create .venv when it is missing or pyproject.toml changed.
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test test-all bench figures lint format clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	.venv/bin/adamjax demo
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+figures: $(STAMP)
+	.venv/bin/adamjax figures --scale paper
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix src tests benchmarks
+	$(PY) -m ruff format src tests benchmarks
+
+clean:
+	rm -rf .venv build dist src/*.egg-info .pytest_cache .ruff_cache results figures-out

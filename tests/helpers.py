@@ -1,0 +1,37 @@
+"""Shared helpers and tolerances for the tests."""
+
+import numpy as np
+
+# Parity with optax / NumPy references (acceptance of the engine issue).
+RTOL_F64 = 1e-12
+ULP_F32 = 4
+
+
+def ulp_distance(a, b) -> np.ndarray:
+    """Distance in units in the last place between two float32 arrays."""
+    a = np.asarray(a, np.float32).view(np.int32).astype(np.int64)
+    b = np.asarray(b, np.float32).view(np.int32).astype(np.int64)
+    # Map the sign-magnitude integer order onto a monotone one.
+    a = np.where(a < 0, np.int64(-(2**31)) - a, a)
+    b = np.where(b < 0, np.int64(-(2**31)) - b, b)
+    return np.abs(a - b)
+
+
+def base_spec(**over):
+    """A small valid spec dict; ``over`` maps 'table.key' (or top-level key) to a value."""
+    spec = {
+        "name": "t",
+        "seed": 0,
+        "problem": {"kind": "quadratic", "dim": 1, "noise": "exponential"},
+        "optimizer": {"kind": "adam", "b1": 0.9, "b2": 0.99, "eps": 1e-8},
+        "schedule": {"kind": "power", "c": 0.05, "r": 0.6},
+        "run": {"steps": 200, "seeds": 4, "theta0": 1.0},
+        "record": {"snapshots": 8},
+    }
+    for k, v in over.items():
+        table, _, key = k.rpartition(".")
+        if table:
+            spec.setdefault(table, {})[key] = v
+        else:
+            spec[key] = v
+    return spec
