@@ -148,3 +148,30 @@ def test_every_optimizer_runs_from_a_spec(kind):
     assert np.isfinite(ds.theta_final.values).all()
     # a quadratic pulls θ0 = 1 towards 0
     assert (np.abs(ds.theta_final.values) < 1).all()
+
+
+_X64_SCRIPT = """
+import sys, json, numpy as np, jax
+jax.config.update("jax_enable_x64", sys.argv[1] == "1")
+import adamjax
+spec = json.loads(sys.argv[2])
+ds = adamjax.run(spec)
+np.save(sys.argv[3], ds.theta.values)
+"""
+
+
+def test_float32_results_do_not_depend_on_the_x64_flag(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    spec = {"name": "x", "problem": {"kind": "zhang", "n": 7}, "sampling": {"batch_size": 2},
+            "run": {"steps": 300, "seeds": 3, "theta0": -0.5}, "record": {"snapshots": 5},
+            "sweep": {"sampling.scheme": ["iid", "reshuffle", "cyclic"]}}
+    out = []
+    for flag in ("0", "1"):
+        f = tmp_path / f"x64_{flag}.npy"
+        subprocess.run([sys.executable, "-c", _X64_SCRIPT, flag, json.dumps(spec), str(f)],
+                       check=True, capture_output=True)
+        out.append(np.load(f))
+    np.testing.assert_array_equal(out[0], out[1])

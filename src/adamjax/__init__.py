@@ -11,6 +11,8 @@ Public API (everything else lives in private modules):
 * specs — :func:`run` (spec → ``xarray.Dataset``), :func:`load_spec`, :class:`SpecError`.
 """
 
+from ._apt import APTRecorder, apt_error, fit_decay, window_starts
+from ._flow import FlowResult, flow
 from ._optimizers import (
     OPTIMIZERS,
     FamilyState,
@@ -51,10 +53,28 @@ from ._simulate import (
     simulate_batch,
 )
 from ._spec import AssumptionWarning, SpecError, load_spec
+from ._vector_field import (
+    TabulatedField,
+    VectorField,
+    lyapunov,
+    vector_field,
+    vf_zero,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "APTRecorder",
+    "FlowResult",
+    "TabulatedField",
+    "VectorField",
+    "apt_error",
+    "fit_decay",
+    "flow",
+    "lyapunov",
+    "vector_field",
+    "vf_zero",
+    "window_starts",
     "OPTIMIZERS",
     "PROBLEMS",
     "SCHEDULES",

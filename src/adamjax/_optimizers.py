@@ -66,17 +66,22 @@ class Transformation(NamedTuple):
     update: Any
 
 
-def _bias_correction(moment, decay, count, fast: bool = False):
+def _bias_correction(moment, decay, count, fast: bool = False, like=0.0):
     if fast:
-        # 1 − exp(n·log β): two vectorised transcendental calls instead of XLA's
-        # correctly rounded pow (≈3× dearer on CPU). The relative error of 1 − βⁿ
-        # stays ≤ ~2 ulp for every n, since x/(eˣ − 1) ≤ 1 bounds how the error of
-        # n·log β is amplified (see tests/test_optimizers.py for the measured gap).
+        # 1 − βⁿ = −expm1(n·log1p(β − 1)): vectorised transcendental calls instead of
+        # XLA's correctly rounded pow (dear on CPU when β differs per run). β − 1 is
+        # exact for β ∈ [½, 1) and expm1/log1p avoid the cancellation of 1 − exp(·),
+        # so the factor stays within a few ulp for every n (tests/test_optimizers.py).
         dt = moment.dtype
-        bc = 1 - jnp.exp(count.astype(dt) * jnp.log(jnp.asarray(decay, dt)))
+        decay = jnp.asarray(decay, dt)
+        bc = -jnp.expm1(count.astype(dt) * jnp.log1p(decay - 1))
         return moment / bc
     # Same expression and dtype handling as optax.tree.bias_correction.
     bc = 1 - decay**count
+    # When β and n are shared by a whole vmapped batch, bc is a scalar and XLA
+    # would rewrite m / broadcast(bc) as m * broadcast(1/bc) — not bit-exact.
+    # Adding 0·like (a per-run hyperparameter, finite) keeps the divisor per run.
+    bc = bc + 0 * jnp.asarray(like, bc.dtype)
     return moment / bc.astype(moment.dtype)
 
 
@@ -110,8 +115,8 @@ def scale_by_adam(
         nu = (1 - b2) * (g**2) + b2 * state.nu
         count = _inc(state.count)
         if bias_correction:
-            mu_hat = _bias_correction(mu, b1, count, fast_pow)
-            nu_hat = _bias_correction(nu, b2, count, fast_pow)
+            mu_hat = _bias_correction(mu, b1, count, fast_pow, eps)
+            nu_hat = _bias_correction(nu, b2, count, fast_pow, eps)
         else:
             mu_hat, nu_hat = mu, nu
         u = mu_hat / (jnp.sqrt(nu_hat + eps_root) + eps)
@@ -140,8 +145,8 @@ def scale_by_amsgrad(
         nu = (1 - b2) * (g**2) + b2 * state.nu
         count = _inc(state.count)
         if bias_correction:
-            mu_hat = _bias_correction(mu, b1, count, fast_pow)
-            nu_eff = _bias_correction(nu, b2, count, fast_pow)
+            mu_hat = _bias_correction(mu, b1, count, fast_pow, eps)
+            nu_eff = _bias_correction(nu, b2, count, fast_pow, eps)
         else:
             mu_hat, nu_eff = mu, nu
         nu_max = jnp.maximum(state.nu_max, nu_eff)
@@ -163,7 +168,7 @@ def scale_by_rmsprop(
     def update(g, state: FamilyState, params=None):
         nu = (1 - b2) * (g**2) + b2 * state.nu
         count = _inc(state.count)
-        nu_hat = _bias_correction(nu, b2, count, fast_pow) if bias_correction else nu
+        nu_hat = _bias_correction(nu, b2, count, fast_pow, eps) if bias_correction else nu
         u = (1 / (jnp.sqrt(nu_hat) + eps)) * g
         return u, FamilyState(count, state.mu, nu, state.nu_max)
 

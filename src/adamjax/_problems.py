@@ -184,7 +184,7 @@ class FiniteSumProblem(Problem):
         return int(jax.tree_util.tree_leaves(self.data)[0].shape[0])
 
     def sample(self, key, shape):
-        return jax.random.randint(key, shape, 0, self.n_data)
+        return jax.random.randint(key, shape, 0, self.n_data, dtype=jnp.int32)
 
     def draw(self, run_key, block_index, start, block, batch_size, scheme):
         return finite_sum_indices(
@@ -272,6 +272,9 @@ class Regression(FiniteSumProblem):
     input_dim: int = eqx.field(static=True, default=1)
     width: int = eqx.field(static=True, default=8)
     init: Any = None
+    # The teacher embedded in the student's layout (extra hidden units switched
+    # off): a point of zero training loss, i.e. on the set of global minima.
+    teacher: Any = None
 
     def example_loss(self, theta, example):
         x, y = example
@@ -294,6 +297,62 @@ class LinearRegression(FiniteSumProblem):
     @property
     def minimizer(self):
         return None
+
+
+class Digits(FiniteSumProblem):
+    """Softmax classification of scikit-learn's 8×8 digits (1797 images shipped with
+    the package, no download) by a one-hidden-layer tanh network, 64 → width → 10.
+    ℓ_i(θ) = cross-entropy of example i; θ flattens (W1, b1, W2, b2)."""
+
+    width: int = eqx.field(static=True, default=16)
+    init: Any = None
+
+    def example_loss(self, theta, example):
+        x, y = example
+        w = self.width
+        k = w * 64
+        w1 = theta[:k].reshape(w, 64)
+        b1 = theta[k : k + w]
+        w2 = theta[k + w : k + w + 10 * w].reshape(10, w)
+        b2 = theta[k + w + 10 * w :]
+        logits = w2 @ jnp.tanh(w1 @ x + b1) + b2
+        return jax.nn.logsumexp(logits) - logits[y]
+
+    def default_theta0(self):
+        return self.init
+
+
+def digits_dim(width: int) -> int:
+    """Parameter count of the :class:`Digits` network."""
+    return 64 * width + width + 10 * width + 10
+
+
+def _make_digits(cfg: dict, dtype) -> Digits:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as e:  # pragma: no cover - scikit-learn is a dev dependency
+        raise ValueError("problem.kind = \"digits\": needs scikit-learn (pip install "
+                         "scikit-learn)") from e
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(int(cfg.get("data_seed", 0)))
+    n_points = int(cfg.get("n_points") or len(y))
+    idx = np.sort(rng.permutation(len(y))[: min(n_points, len(y))])
+    x, y = x[idx] / 16.0, y[idx]
+    w = int(cfg.get("width") or 16)
+    init = np.concatenate(
+        [
+            rng.normal(size=64 * w) / np.sqrt(64),
+            np.zeros(w),
+            rng.normal(size=10 * w) / np.sqrt(w),
+            np.zeros(10),
+        ]
+    )
+    return Digits(
+        data=(jnp.asarray(x, dtype), jnp.asarray(y, jnp.int32)),
+        dim=digits_dim(w),
+        width=w,
+        init=jnp.asarray(init, dtype),
+    )
 
 
 def _param_count(input_dim: int, width: int) -> int:
@@ -344,12 +403,23 @@ def make_problem(cfg: dict, dtype) -> Problem:
                 np.zeros(1),
             ]
         )
+        if teacher_width > width:
+            raise ValueError(
+                f"problem.teacher_width = {teacher_width}: must be ≤ problem.width = {width} "
+                "(the student must be able to fit the teacher)"
+            )
+        emb = np.zeros(_param_count(p, width))
+        emb[: tw * p] = w1.reshape(-1)
+        emb[width * p : width * p + tw] = b1
+        emb[width * p + width : width * p + width + tw] = w2
+        emb[width * p + 2 * width] = b2
         return Regression(
             data=(jnp.asarray(x, dtype), jnp.asarray(y, dtype)),
             dim=_param_count(p, width),
             input_dim=p,
             width=width,
             init=jnp.asarray(init, dtype),
+            teacher=jnp.asarray(emb, dtype),
         )
     if kind == "linear_regression":
         n_points = int(cfg.get("n_points", 32))
@@ -364,7 +434,9 @@ def make_problem(cfg: dict, dtype) -> Problem:
             dim=d,
             theta_star=jnp.asarray(ts, dtype),
         )
+    if kind == "digits":
+        return _make_digits(cfg, dtype)
     raise ValueError(f"problem.kind: unknown problem {kind!r}")
 
 
-PROBLEMS = ("quadratic", "zhang", "reddi", "regression", "linear_regression")
+PROBLEMS = ("quadratic", "zhang", "reddi", "regression", "linear_regression", "digits")

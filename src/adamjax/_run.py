@@ -36,7 +36,15 @@ from ._simulate import (
     log_spaced_steps,
     simulate,
 )
-from ._spec import LoadedSpec, SpecError, axes_of, grid_points, load_spec, problem_dim, resolve_problem
+from ._spec import (
+    LoadedSpec,
+    SpecError,
+    axes_of,
+    grid_points,
+    load_spec,
+    problem_dim,
+    resolve_problem,
+)
 
 # Separate random stream for the θ0 perturbation (run.theta0_std).
 _THETA0_TAG = 0x7E7A
@@ -61,6 +69,10 @@ class Recorder:
 
     def coords(self, plan) -> dict[str, Any]:
         return {}
+
+    def postprocess(self, plan, ds):
+        """Add dataset-level results (e.g. fitted rates) after assembly; returns ``ds``."""
+        return ds
 
 
 @dataclass
@@ -130,7 +142,9 @@ def _dtype(name: str):
 def auto_chunk(problem: Problem, batch_size: int, block: int, n_record: int, budget: float) -> int:
     """Runs per chunk so that the live buffers of one chunk fit in ``budget`` bytes."""
     d = problem_dim_of(problem)
-    per_run = 8 * (block * batch_size * problem.sample_numel + (8 + n_record) * d + 4 * batch_size * d)
+    per_run = 8 * (
+        block * batch_size * problem.sample_numel + (8 + n_record) * d + 4 * batch_size * d
+    )
     return int(max(1, min(2**20, budget // max(per_run, 1))))
 
 
@@ -160,8 +174,10 @@ def make_plan(spec, *, chunk: int | None = None, budget: float | None = None) ->
     seeds = s["run"]["seeds"]
     dims = {problem_dim(p["problem"]) for p in points}
     if len(dims) > 1:
-        raise SpecError(f"sweep: grid points have different θ dimensions {sorted(dims)}; "
-                        "sweep problems of one dimension at a time")
+        raise SpecError(
+            f"sweep: grid points have different θ dimensions {sorted(dims)}; "
+            "sweep problems of one dimension at a time"
+        )
     dim = dims.pop()
     for key in ("run.steps", "record.snapshots", "run.dtype"):
         if key in s["sweep"] or key in s["zip"]:
@@ -196,16 +212,36 @@ def make_plan(spec, *, chunk: int | None = None, budget: float | None = None) ->
             bound=point["run"]["bound"],
             fast_pow=point["run"]["fast_pow"],
         )
-        params, index = _group_params([points[g] for g in gids], gids, seeds, s["seed"], problem,
-                                      dtype)
+        params, index = _group_params(
+            [points[g] for g in gids], gids, seeds, s["seed"], problem, dtype
+        )
         ch = chunk or point["run"]["chunk"] or auto_chunk(problem, batch, block, len(snap), budget)
-        groups.append(Group(cfg=cfg, params=params, index=index, point=point, dtype=dtype,
-                            chunk=min(ch, len(index))))
-    return Plan(loaded=loaded, axes=axes, zip_coords=zip_coords, seeds=seeds, dim=dim,
-                snapshot_steps=snap, groups=groups, n_points=len(points), has_minimizer=has_min)
+        groups.append(
+            Group(
+                cfg=cfg,
+                params=params,
+                index=index,
+                point=point,
+                dtype=dtype,
+                chunk=min(ch, len(index)),
+            )
+        )
+    return Plan(
+        loaded=loaded,
+        axes=axes,
+        zip_coords=zip_coords,
+        seeds=seeds,
+        dim=dim,
+        snapshot_steps=snap,
+        groups=groups,
+        n_points=len(points),
+        has_minimizer=has_min,
+    )
 
 
-def _group_params(points, gids, seeds, base_seed, problem: Problem, dtype) -> tuple[RunParams, np.ndarray]:
+def _group_params(
+    points, gids, seeds, base_seed, problem: Problem, dtype
+) -> tuple[RunParams, np.ndarray]:
     d = int(problem.dim)
     npd = np.float64 if dtype == jnp.float64 else np.float32
 
@@ -238,7 +274,9 @@ def _group_params(points, gids, seeds, base_seed, problem: Problem, dtype) -> tu
             eps_root=col("optimizer", "eps_root"),
             initial_accumulator=col("optimizer", "initial_accumulator"),
         ),
-        sched=SchedHParams(c=col("schedule", "c"), r=col("schedule", "r"), n0=col("schedule", "n0")),
+        sched=SchedHParams(
+            c=col("schedule", "c"), r=col("schedule", "r"), n0=col("schedule", "n0")
+        ),
     )
     index = (np.asarray(gids)[:, None] * seeds + np.arange(seeds)[None, :]).reshape(-1)
     return params, index
@@ -256,7 +294,9 @@ def run_group(plan: Plan, group: Group, *, runner=None, progress=None, sl=slice(
                 raise NotImplementedError("only one recorder with an observer per plan")
             obs, obs_args = o, a
     if obs is not None:
-        cfg = SimConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, "observer": obs})
+        cfg = SimConfig(
+            **{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, "observer": obs}
+        )
         params = params._replace(obs_args=jax.tree_util.tree_map(lambda a: a[sl], obs_args))
     res = simulate(cfg, params, chunk=group.chunk, runner=runner, progress=progress)
     out = {
@@ -314,8 +354,13 @@ def _progress_bar(plan: Plan, progress: bool | None):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=plan.n_runs * plan.steps, unit="run-step", unit_scale=True,
-                desc=plan.spec["name"], smoothing=0.1)
+    return tqdm(
+        total=plan.n_runs * plan.steps,
+        unit="run-step",
+        unit_scale=True,
+        desc=plan.spec["name"],
+        smoothing=0.1,
+    )
 
 
 def provenance(plan: Plan) -> dict[str, Any]:
@@ -354,10 +399,21 @@ def to_dataset(plan: Plan, flat: dict[str, np.ndarray]):
     for rec in plan.recorders:
         coords.update(rec.coords(plan))
     ds = xr.Dataset(data_vars, coords=coords, attrs=provenance(plan))
+    for rec in plan.recorders:
+        ds = rec.postprocess(plan, ds)
     return ds
 
 
-def run(spec, out=None, *, progress: bool | None = None, chunk: int | None = None):
+def run(
+    spec,
+    out=None,
+    *,
+    progress: bool | None = None,
+    chunk: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    budget: float | None = None,
+):
     """Run an experiment spec (TOML path or dict) and return its results.
 
     Returns an ``xarray.Dataset`` with the SPEC §3 layout: one dim per sweep
@@ -367,14 +423,22 @@ def run(spec, out=None, *, progress: bool | None = None, chunk: int | None = Non
     ``snapshot_step``, ``theta``, ``loss`` (and ``gap_final`` where the minimiser
     is known). Bad input raises ``ValueError`` (:class:`SpecError`) naming the key
     and the value. With ``out=DIR`` the results are also stored under
-    ``DIR/<name>/results.zarr``.
+    ``DIR/<name>/results.zarr`` (chunk by chunk, see ``_store``) and the returned
+    dataset reads from there: ``resume`` skips chunks completed by an earlier,
+    interrupted run of the same spec; a folder holding another spec's results
+    is refused unless ``force``. ``chunk`` (runs per chunk) overrides
+    ``run.chunk`` and the automatic size from ``budget`` (bytes per device;
+    default a quarter of the device memory, 1 GiB on CPU).
     """
-    plan = make_plan(spec, chunk=chunk)
+    plan = make_plan(spec, chunk=chunk, budget=budget)
     plan.recorders.extend(_default_recorders(plan))
     if out is not None:
         from ._store import run_to_store
 
-        return run_to_store(plan, out, progress=progress)
+        explicit = chunk is not None or plan.spec["run"]["chunk"] is not None
+        return run_to_store(
+            plan, out, progress=progress, resume=resume, force=force, explicit_chunk=explicit
+        )
     flat = execute(plan, progress=progress)
     return to_dataset(plan, flat)
 

@@ -45,7 +45,11 @@ def block_key(run_key, block_index):
 def finite_sum_indices(run_key, block_index, start, block: int, batch_size: int, n: int, scheme):
     """Indices (block, batch_size) for steps start+1 … start+block of one run."""
     if scheme == "iid":
-        return jax.random.randint(block_key(run_key, block_index), (block, batch_size), 0, n)
+        # int32 explicitly: the default int is int64 under jax_enable_x64 and would
+        # draw different bits, so results would depend on the x64 flag.
+        return jax.random.randint(
+            block_key(run_key, block_index), (block, batch_size), 0, n, dtype=jnp.int32
+        )
     pos = (start + jnp.arange(block))[:, None] * batch_size + jnp.arange(batch_size)[None, :]
     if scheme == "cyclic":
         return (pos % n).astype(jnp.int32)
@@ -57,7 +61,9 @@ def finite_sum_indices(run_key, block_index, start, block: int, batch_size: int,
         perm_key = jax.random.fold_in(run_key, _PERM_TAG)
 
         def perm(e):
-            return jax.random.permutation(jax.random.fold_in(perm_key, e), n)
+            return jax.random.permutation(
+                jax.random.fold_in(perm_key, e), jnp.arange(n, dtype=jnp.int32)
+            )
 
         perms = jax.vmap(perm)(e0 + jnp.arange(n_epochs))
         return perms[epoch - e0, within].astype(jnp.int32)

@@ -38,6 +38,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from ._optimizers import OptHParams, make_optimizer
 from ._problems import Problem
+from ._rng import fused_key
 from ._schedules import SchedHParams, step_size
 
 # Number of times the batched simulation has been traced (tests count compilations).
@@ -77,7 +78,8 @@ class SimConfig(eqx.Module):
     bias_correction: bool | None = eqx.field(static=True, default=None)
     bound: float = eqx.field(static=True, default=1e12)
     unroll: int = eqx.field(static=True, default=1)
-    fast_pow: bool = eqx.field(static=True, default=True)
+    fast_pow: bool = eqx.field(static=True, default=False)
+    fused_rng: bool = eqx.field(static=True, default=True)
     observer: Observer | None = None
 
 
@@ -134,8 +136,43 @@ class _Carry(NamedTuple):
     obs: Any
 
 
-def simulate_one(cfg: SimConfig, p: RunParams) -> RunResult:
-    """Simulate one run (vmap this over runs; see :func:`simulate_batch`)."""
+RUN_AXIS = "runs"
+
+
+def simulate_one(cfg: SimConfig, p: RunParams, axis_name: str | None = None) -> RunResult:
+    """Simulate one run (vmap this over runs; see :func:`simulate_batch`).
+
+    Under ``vmap(..., axis_name=axis_name)`` the powers βⁿ (bias correction) and
+    (n + n0)^(−r) (step size) — XLA's correctly rounded pow, the dearest
+    operations of a step — are evaluated once per step for the whole batch
+    instead of once per run when every run of the batch shares β1, β2, r and n0
+    (an unbatched ``lax.cond`` chooses). Both branches compute the same
+    correctly rounded values, so results never depend on the batch composition.
+    """
+    if axis_name is None or cfg.fast_pow:
+        return _simulate_one(cfg, p)
+
+    def shared(x):
+        return jax.lax.pmax(x, axis_name)
+
+    def same(x):
+        return jax.lax.pmax(x, axis_name) == jax.lax.pmin(x, axis_name)
+
+    uniform = same(p.opt.b1) & same(p.opt.b2) & same(p.sched.r) & same(p.sched.n0)
+    p_shared = p._replace(
+        opt=p.opt._replace(b1=shared(p.opt.b1), b2=shared(p.opt.b2)),
+        sched=p.sched._replace(r=shared(p.sched.r), n0=shared(p.sched.n0)),
+    )
+    return jax.lax.cond(
+        uniform,
+        lambda a, b: _simulate_one(cfg, a),
+        lambda a, b: _simulate_one(cfg, b),
+        p_shared,
+        p,
+    )
+
+
+def _simulate_one(cfg: SimConfig, p: RunParams) -> RunResult:
     problem = cfg.problem
     theta0 = p.theta0
     dtype = theta0.dtype
@@ -146,8 +183,11 @@ def simulate_one(cfg: SimConfig, p: RunParams) -> RunResult:
     rec = np.asarray(cfg.record_steps, np.int64)
     n_blocks = math.ceil(cfg.steps / cfg.block)
     B = cfg.block
+    # Same bits as the raw threefry key, but with the hash fused (see ``_rng``).
+    run_key = fused_key(p.key) if cfg.fused_rng else p.key
 
-    snaps0 = jnp.broadcast_to(theta0, (len(rec), theta0.shape[0])).astype(dtype)
+    # One spare row (index len(rec)) takes the padded writes of the record tables below.
+    snaps0 = jnp.broadcast_to(theta0, (len(rec) + 1, theta0.shape[0])).astype(dtype)
     obs0 = None if cfg.observer is None else cfg.observer.init(theta0, p.obs_args)
     carry0 = _Carry(
         theta=theta0,
@@ -158,66 +198,102 @@ def simulate_one(cfg: SimConfig, p: RunParams) -> RunResult:
         snaps=snaps0,
         obs=obs0,
     )
-    rec_j = jnp.asarray(rec if len(rec) else np.zeros(1, np.int64), jnp.int32)
 
-    def step(c: _Carry, inp, record: bool):
+    def step(c: _Carry, inp):
         n, x = inp
-        g = problem.innovation(c.theta, x)
-        u, new_state = opt.update(g, c.opt_state, c.theta)
+        g = problem.innovation(c.theta, x).astype(dtype)
+        # Every run that still steps has done n − 1 updates: passing the shared
+        # (unbatched) step count keeps βⁿ a per-batch scalar instead of per-run.
+        u, new_state = opt.update(g, c.opt_state._replace(count=n - 1), c.theta)
         gamma = step_size(cfg.schedule, p.sched, n.astype(dtype), cfg.fast_pow)
         new_theta = c.theta - gamma * u
         # Divergence is judged before projection: clipping would hide an overflow.
-        bad = ~jnp.all(jnp.isfinite(new_theta)) | (jnp.max(jnp.abs(new_theta)) > cfg.bound)
+        if math.isfinite(cfg.bound):
+            # One reduction: NaN fails the comparison, ±inf exceeds any finite bound.
+            bad = ~(jnp.max(jnp.abs(new_theta)) <= cfg.bound)
+        else:
+            bad = ~jnp.all(jnp.isfinite(new_theta))
         if box is not None:
             new_theta = jnp.clip(new_theta, box[0], box[1])
         active = (~c.diverged) & (n <= cfg.steps)
         ok = active & ~bad
         theta = jnp.where(ok, new_theta, c.theta)
-        opt_state = jax.tree_util.tree_map(
-            lambda a, b: jnp.where(ok, a, b), new_state, c.opt_state
-        )
+        # The optimiser state is not selected: it is never output, and once a run is
+        # frozen (diverged, or past the last step) nothing reads it again.
+        opt_state = new_state
         t = jnp.where(ok, c.t + gamma, c.t)
         newly = active & bad
         diverged_step = jnp.where(newly, n, c.diverged_step)
         diverged = c.diverged | newly
-        snaps = c.snaps
-        if record:
-            k = jnp.clip(jnp.searchsorted(rec_j, n), 0, len(rec) - 1)
-            hit = rec_j[k] == n
-            snaps = snaps.at[k].set(jnp.where(hit, theta, snaps[k]))
         obs = c.obs
         if cfg.observer is not None:
             obs = cfg.observer.update(obs, n, t, theta, ok, p.obs_args)
-        return _Carry(theta, opt_state, t, diverged, diverged_step, snaps, obs), None
+        return _Carry(theta, opt_state, t, diverged, diverged_step, c.snaps, obs), None
 
-    # Which blocks contain a record step (static): only those pay for recording.
-    has_rec = np.zeros(n_blocks, bool)
-    for s in rec:
-        if s >= 1:
-            has_rec[(s - 1) // B] = True
+    # Static record tables: block b holds the record steps start + 1 + rec_off[b, j],
+    # written to snapshot row rec_slot[b, j] (padding points at the spare row).
+    per_block: list[list[tuple[int, int]]] = [[] for _ in range(n_blocks)]
+    for slot, s in enumerate(rec):
+        if 1 <= s <= cfg.steps:
+            per_block[(s - 1) // B].append((int(s - 1) % B, slot))
+    K = max(1, max(len(x) for x in per_block))
+    rec_off = np.zeros((n_blocks, K), np.int32)  # padding repeats the last offset
+    rec_slot = np.full((n_blocks, K), len(rec), np.int32)
+    for b, lst in enumerate(per_block):
+        for j, (off, slot) in enumerate(lst):
+            rec_off[b, j:], rec_slot[b, j] = off, slot
+    has_rec = np.asarray([len(x) > 0 for x in per_block])
+    Bs = 16 if B % 16 == 0 else B
+    n_sub = B // Bs
 
     def block_fn(c: _Carry, inp):
-        b, rec_here = inp
+        b, rec_here, off, slot = inp
         start = b * B
-        xs = problem.draw(p.key, b, start, B, cfg.batch_size, cfg.scheme)
+        xs = problem.draw(run_key, b, start, B, cfg.batch_size, cfg.scheme)
         ns = start + 1 + jnp.arange(B, dtype=jnp.int32)
 
-        def run(record):
-            def f(c):
-                return jax.lax.scan(
-                    lambda cc, i: step(cc, i, record), c, (ns, xs), unroll=cfg.unroll
-                )[0]
+        def plain(c):
+            return jax.lax.scan(step, c, (ns, xs), unroll=cfg.unroll)[0]
 
-            return f
+        if not has_rec.any():
+            return plain(c), None
+        # Blocks are walked in sub-blocks of Bs steps; only a sub-block that holds a
+        # record step (an unbatched cond picks) checks, step by step, whether to copy θ
+        # into its snapshot row (in place) — the other steps pay nothing for recording.
+        pos = jnp.full((B,), K, jnp.int32).at[off].min(jnp.arange(K, dtype=jnp.int32))
+        sub_has = jnp.any((pos < K).reshape(n_sub, Bs), axis=1)
 
-        if len(rec) and has_rec.any():
-            c = jax.lax.cond(rec_here, run(True), run(False), c)
-        else:
-            c = run(False)(c)
-        return c, None
+        def rec_step(cc, inp):
+            n, x, j = inp
+            cc = step(cc, (n, x))[0]
+            snaps = jax.lax.cond(
+                j < K, lambda sn: sn.at[slot[j]].set(cc.theta), lambda sn: sn, cc.snaps
+            )
+            return cc._replace(snaps=snaps), None
 
-    blocks = (jnp.arange(n_blocks, dtype=jnp.int32), jnp.asarray(has_rec))
+        def sub_fn(cc, sin):
+            h, n_s, x_s, j_s = sin
+            return jax.lax.cond(
+                h,
+                lambda q: jax.lax.scan(rec_step, q, (n_s, x_s, j_s), unroll=cfg.unroll)[0],
+                lambda q: jax.lax.scan(step, q, (n_s, x_s), unroll=cfg.unroll)[0],
+                cc,
+            ), None
+
+        def split(a):
+            return a.reshape(n_sub, Bs, *a.shape[1:])
+
+        subs = (sub_has, split(ns), jax.tree_util.tree_map(split, xs), split(pos))
+        return jax.lax.scan(sub_fn, c, subs)[0], None
+
+    blocks = (
+        jnp.arange(n_blocks, dtype=jnp.int32),
+        jnp.asarray(has_rec),
+        jnp.asarray(rec_off),
+        jnp.asarray(rec_slot),
+    )
     c, _ = jax.lax.scan(block_fn, carry0, blocks)
+    c = c._replace(snaps=c.snaps[: len(rec)])
 
     loss = problem.loss(c.theta)
     # A loss that overflowed although θ stayed finite also counts as divergence.
@@ -244,10 +320,15 @@ def _simulate_batch(cfg: SimConfig, params: RunParams) -> RunResult:
     once per config and batch size."""
     global TRACE_COUNT
     TRACE_COUNT += 1
-    return jax.vmap(simulate_one, in_axes=(None, 0))(cfg, params)
+    return jax.vmap(
+        lambda c, q: simulate_one(c, q, RUN_AXIS), in_axes=(None, 0), axis_name=RUN_AXIS
+    )(cfg, params)
 
 
 simulate_batch: Callable[[SimConfig, RunParams], RunResult] = eqx.filter_jit(_simulate_batch)
+
+
+LANES = 64
 
 
 def _take(tree, idx):
@@ -285,10 +366,14 @@ def simulate(
     runner = runner or simulate_batch
     n = int(jax.tree_util.tree_leaves(params)[0].shape[0])
     chunk = n if chunk is None else max(1, min(int(chunk), n))
+    # Compiled batches are a multiple of LANES runs, so that XLA's vectorised loops
+    # treat every run alike (a scalar remainder loop may round differently, e.g.
+    # without FMA): a run's bits then do not depend on the chunk size.
+    width = -(-chunk // LANES) * LANES
     outs = []
     for lo in range(0, n, chunk):
         hi = min(lo + chunk, n)
-        part = _pad_to(_take(params, slice(lo, hi)), chunk)
+        part = _pad_to(_take(params, slice(lo, hi)), width)
         res = runner(cfg, part)
         res = jax.tree_util.tree_map(lambda a, k=hi - lo: np.asarray(a)[:k], res)
         outs.append(res)

@@ -69,6 +69,7 @@ def _one_of(options):
 
 
 _BETA = _rng(0.0, 1.0, hi_open=True)
+FLOW_SOLVERS = ("tsit5", "dopri5", "dopri8", "bosh3", "heun", "midpoint", "ralston")
 
 SCHEMA: dict[str, dict[str, tuple[str, Any, Any]]] = {
     "": {
@@ -127,6 +128,16 @@ SCHEMA: dict[str, dict[str, tuple[str, Any, Any]]] = {
     "flow": {
         "horizon": (_FLOAT, 1.0, _rng(0.0, lo_open=True)),
         "windows": (_INT, 12, _rng(1)),
+        "first": (_INT, None, _rng(1)),
+        "grid": (_INT, 64, _rng(4, 4096)),
+        "samples": (_INT, None, _rng(1024)),
+        "target_se": (_FLOAT, 2e-4, _rng(0.0, lo_open=True)),
+        "batches": (_INT, 32, _rng(8, 4096)),
+        "nodes": (_INT, 65, _rng(8, 65536)),
+        "solver": (_STR, "tsit5", _one_of(FLOW_SOLVERS)),
+        "rtol": (_FLOAT, 1e-7, _rng(0.0, lo_open=True)),
+        "atol": (_FLOAT, 1e-9, _rng(0.0, lo_open=True)),
+        "max_steps": (_INT, 4096, _rng(1)),
     },
 }
 
@@ -144,7 +155,23 @@ PER_RUN_KEYS = {
     "run.theta0_std",
 }
 OPTIONAL_TABLES = ("flow",)
-NOT_SWEEPABLE = {"run.seeds", "run.chunk", "run.block"}
+NOT_SWEEPABLE = {"run.seeds", "run.chunk", "run.block"} | {
+    f"flow.{k}"
+    for k in (
+        "horizon",
+        "windows",
+        "first",
+        "grid",
+        "samples",
+        "target_se",
+        "batches",
+        "nodes",
+        "solver",
+        "rtol",
+        "atol",
+        "max_steps",
+    )
+}
 
 
 def _fmt(v) -> str:
@@ -199,14 +226,15 @@ def read_spec(spec) -> tuple[dict, str | None]:
     if isinstance(spec, str | os.PathLike):
         path = os.fspath(spec)
         if not os.path.isfile(path):
-            raise SpecError(f"spec: no such file: {path}")
+            raise SpecError(f"spec = {_fmt(path)}: no such file")
         with open(path, "rb") as f:
             text = f.read().decode("utf-8", errors="replace")
         try:
             return tomllib.loads(text), text
         except tomllib.TOMLDecodeError as e:
-            raise SpecError(f"spec: invalid TOML in {path}: {e}") from None
-    raise SpecError(f"spec: expected a path to a TOML file or a dict, got {type(spec).__name__}")
+            msg = " ".join(str(e).split())
+            raise SpecError(f"spec = {_fmt(path)}: invalid TOML: {msg}") from None
+    raise SpecError(f"spec = {type(spec).__name__}: expected a path to a TOML file or a dict")
 
 
 def _known(table: str) -> str:
@@ -227,9 +255,13 @@ def validate(raw: dict) -> dict:
             if not isinstance(v, dict):
                 raise SpecError(f"{k} = {_fmt(v)}: expected a table [{k}]")
             continue
+        if k in ("figure", "scale") and isinstance(v, dict):
+            continue  # figure specs (adamjax._figures): plot parameters and scale overrides
         if k not in SCHEMA[""]:
-            raise SpecError(f"{k}: unknown key (known: {_known('')}, and tables "
-                            f"{', '.join(t for t in SCHEMA if t)}, sweep, zip)")
+            raise SpecError(
+                f"{k} = {_fmt(v)}: unknown key (known: {_known('')}, and tables "
+                f"{', '.join(t for t in SCHEMA if t)}, sweep, zip)"
+            )
         spec[k] = _top(k, v)
     if "name" not in spec:
         raise SpecError("name: missing (a required string naming the output folder)")
@@ -249,7 +281,7 @@ def validate(raw: dict) -> dict:
         out = {}
         for k, v in given.items():
             if k not in SCHEMA[table]:
-                raise SpecError(f"{table}.{k}: unknown key (known: {_known(table)})")
+                raise SpecError(f"{table}.{k} = {_fmt(v)}: unknown key (known: {_known(table)})")
             out[k] = _check_value(f"{table}.{k}", v)
         for k, (_, d, _) in SCHEMA[table].items():
             out.setdefault(k, d)
@@ -261,15 +293,26 @@ def validate(raw: dict) -> dict:
         lens = {len(v) for v in spec["zip"].values()}
         if len(lens) > 1:
             k = list(spec["zip"])[0]
-            raise SpecError(f"zip: lists of different lengths ({sorted(lens)}); {k} has "
-                            f"{len(spec['zip'][k])}")
+            raise SpecError(
+                f"zip: lists of different lengths ({sorted(lens)}); {k} has {len(spec['zip'][k])}"
+            )
     both = set(spec["sweep"]) & set(spec["zip"])
     if both:
         raise SpecError(f"sweep.{sorted(both)[0]}: also in [zip]")
 
-    # Cross-key checks on every grid point (cheap: the grid is data).
-    for point in grid_points(spec):
-        check_point(point)
+    # Cross-key checks on every grid point (cheap: the grid is data). The β1² ≥ β2
+    # warning is issued once per spec, not once per grid point.
+    outside = [point for point in grid_points(spec) if check_point(point, warn=False)]
+    if outside:
+        opt = outside[0]["optimizer"]
+        n = len(list(grid_points(spec))) if spec["sweep"] or spec["zip"] else 1
+        where = f" ({len(outside)} of {n} grid points)" if n > 1 else ""
+        warnings.warn(
+            f"optimizer.b1 = {opt['b1']}, optimizer.b2 = {opt['b2']}: β1² ≥ β2 is outside "
+            f"the assumption α < √β of the ODE theory{where} (runs anyway)",
+            AssumptionWarning,
+            stacklevel=3,
+        )
     return spec
 
 
@@ -286,13 +329,18 @@ def _validate_axes(axes: dict, what: str) -> dict:
     for key, vals in axes.items():
         table, _, name = key.rpartition(".")
         if not table or table not in SCHEMA or name not in SCHEMA[table] or not table:
-            raise SpecError(f"{what}.{key}: not a sweepable key (use a dotted key such as "
-                            f'"optimizer.b1")')
+            raise SpecError(
+                f"{what}.{key} = {_fmt(vals)}: not a sweepable key (use a dotted "
+                f'key such as "optimizer.b1")'
+            )
         if key in NOT_SWEEPABLE:
-            raise SpecError(f"{what}.{key}: cannot be swept")
+            raise SpecError(f"{what}.{key} = {_fmt(vals)}: cannot be swept")
         if not isinstance(vals, list) or not vals:
             raise SpecError(f"{what}.{key} = {_fmt(vals)}: expected a non-empty list of values")
-        checked = [_check_value(key, v) for v in vals]
+        try:
+            checked = [_check_value(key, v) for v in vals]
+        except SpecError as e:
+            raise SpecError(f"{what}.{e}") from None
         if len({json.dumps(v) for v in checked}) != len(checked):
             raise SpecError(f"{what}.{key} = {_fmt(vals)}: values repeat")
         out[key] = checked
@@ -334,6 +382,7 @@ _PROBLEM_DEFAULTS = {
     "reddi": {"n": 3},
     "regression": {"n_points": 16},
     "linear_regression": {"n_points": 32, "dim": 8},
+    "digits": {"n_points": 1797},
 }
 
 
@@ -357,11 +406,17 @@ def problem_dim(p: dict) -> int:
     if kind == "regression":
         w, i = p["width"], p["input_dim"]
         return w * i + 2 * w + 1
+    if kind == "digits":
+        return 64 * p["width"] + p["width"] + 10 * p["width"] + 10
     return int(p["dim"])
 
 
-def check_point(point: dict) -> None:
-    """Cross-key checks of one resolved grid point."""
+def check_point(point: dict, *, warn: bool = True) -> bool:
+    """Cross-key checks of one resolved grid point; raises :class:`SpecError`.
+
+    Returns whether the point is outside the theory's assumption (β1² ≥ β2 for
+    Adam/AMSGrad), warning about it when ``warn``.
+    """
     prob, opt, samp, run = point["problem"], point["optimizer"], point["sampling"], point["run"]
     kind = prob["kind"]
     allowed = {
@@ -370,35 +425,45 @@ def check_point(point: dict) -> None:
         "reddi": {"kind", "n"},
         "regression": {"kind", "n_points", "input_dim", "width", "teacher_width", "data_seed"},
         "linear_regression": {"kind", "n_points", "dim", "label_noise", "data_seed"},
+        "digits": {"kind", "n_points", "width", "data_seed"},
     }[kind]
     defaults = {k: d for k, (_, d, _) in SCHEMA["problem"].items()}
     for k, v in prob.items():
         if k not in allowed and v != defaults[k]:
-            raise SpecError(f"problem.{k} = {_fmt(v)}: not a parameter of problem "
-                            f"{kind!r} (its parameters: {', '.join(sorted(allowed - {'kind'}))})")
+            raise SpecError(
+                f"problem.{k} = {_fmt(v)}: not a parameter of problem "
+                f"{kind!r} (its parameters: {', '.join(sorted(allowed - {'kind'}))})"
+            )
     d = problem_dim(prob)
     if kind == "quadratic" and isinstance(prob["curvature"], list) and len(prob["curvature"]) != d:
-        raise SpecError(f"problem.curvature = {_fmt(prob['curvature'])}: expected {d} values "
-                        f"(problem.dim = {d})")
+        raise SpecError(
+            f"problem.curvature = {_fmt(prob['curvature'])}: expected {d} values "
+            f"(problem.dim = {d})"
+        )
     if kind in ("zhang",) and prob["n"] is not None and prob["n"] < 3:
         raise SpecError(f"problem.n = {prob['n']}: must be ≥ 3")
     th = run["theta0"]
     if isinstance(th, list) and len(th) != d:
-        raise SpecError(f"run.theta0 = {_fmt(th)}: expected a number or {d} values "
-                        f"(the problem's dimension)")
+        raise SpecError(
+            f"run.theta0 = {_fmt(th)}: expected a number or {d} values (the problem's dimension)"
+        )
     if kind != "regression" and th is None:
         pass  # default θ0 = 1 (set at build time)
     stream = kind == "quadratic"
     if stream and samp["scheme"] != "iid":
-        raise SpecError(f"sampling.scheme = {_fmt(samp['scheme'])}: problem {kind!r} draws "
-                        f"fresh noise every step, so only \"iid\" applies")
-    if opt["kind"] in ("adam", "amsgrad") and opt["b1"] ** 2 >= opt["b2"]:
+        raise SpecError(
+            f"sampling.scheme = {_fmt(samp['scheme'])}: problem {kind!r} draws "
+            f'fresh noise every step, so only "iid" applies'
+        )
+    outside = opt["kind"] in ("adam", "amsgrad") and opt["b1"] ** 2 >= opt["b2"]
+    if outside and warn:
         warnings.warn(
             f"optimizer.b1 = {opt['b1']}, optimizer.b2 = {opt['b2']}: β1² ≥ β2 is outside "
             "the assumption α < √β of the ODE theory (runs anyway)",
             AssumptionWarning,
             stacklevel=3,
         )
+    return outside
 
 
 def spec_toml(raw: dict) -> str:
@@ -431,5 +496,6 @@ def load_spec(spec) -> LoadedSpec:
     """Read and validate a spec (path or dict)."""
     raw, text = read_spec(spec)
     norm = validate(raw)
-    return LoadedSpec(spec=norm, text=text if text is not None else spec_toml(raw),
-                      hash=spec_hash(norm))
+    return LoadedSpec(
+        spec=norm, text=text if text is not None else spec_toml(raw), hash=spec_hash(norm)
+    )

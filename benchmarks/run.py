@@ -1,0 +1,611 @@
+"""adamjax benchmark suite: ``make bench`` / ``adamjax bench`` / ``python benchmarks/run.py``.
+
+In ONE process and on the SAME work (same problem, runs, steps, hyperparameters,
+float32) it measures, per workload:
+
+* ``adamjax``        — :func:`adamjax.simulate` (noise drawn in blocks, divergence
+                       isolation, 64 log-spaced snapshots unless noted);
+* ``expert``         — ``jit(vmap(scan(optax.adam)))``, one ``fold_in`` key per step
+                       (the hand-written baseline an expert JAX user writes);
+* ``per-run loop``   — one jitted ``lax.scan`` of ``optax.adam`` per run, called from
+                       a Python loop (a subset of the runs is timed, the rate reported);
+* ``torch``          — ``torch.optim.Adam`` per run in a Python loop, when torch is
+                       importable (a subset of runs and steps is timed).
+
+Columns: run-steps/s (runs × steps / wall time of a warm call), the ratio to the
+expert baseline measured in the same process, compile time (first call minus a
+warm call for adamjax; ``lower().compile()`` for the jitted baselines), and memory.
+Memory is the peak RSS growth of the process during the variant (a sampling
+thread reads ``/proc/self/statm`` every 5 ms) — one process cannot give each
+variant its own peak, so this is "extra memory the variant needed on top of what
+the process already held". The ``memory`` workload runs in fresh subprocesses
+and reports their true peak RSS (``getrusage``), at 10× fewer and the full steps.
+
+Options: ``--quick`` (small sizes, < 1 min), ``--only NAME[,NAME…]``, ``--out FILE``
+(JSON), ``--repeat K`` (warm calls per variant, best kept), ``--cap S`` (time cap per
+scaling point). The theory layer's rows come from ``benchmarks/theory.py``
+(``bench_theory(quick)``) when that file exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib.util
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import adamjax
+from adamjax import (
+    OptHParams,
+    RunParams,
+    SchedHParams,
+    SimConfig,
+    default_block,
+    log_spaced_steps,
+    make_problem,
+    run_keys,
+    simulate,
+)
+
+HERE = Path(__file__).resolve().parent
+WORKLOADS = ("quad1d", "quad100", "regression", "zhang", "scaling", "memory", "theory")
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+class RSSPeak:
+    """Peak resident set size growth while the ``with`` block runs (sampling thread)."""
+
+    _page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def __init__(self, period: float = 0.005):
+        self.period = period
+        self.base = self.peak = 0
+
+    @classmethod
+    def rss(cls) -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * cls._page
+        except OSError:  # not Linux: fall back to the lifetime peak
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            self._stop.wait(self.period)
+
+    def __enter__(self):
+        self.base = self.peak = self.rss()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self.rss())
+
+    @property
+    def growth_mib(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+# ----------------------------------------------------------------------------- workloads
+
+
+@dataclass
+class Work:
+    """One workload: the adamjax config and per-run parameters, plus what baselines need."""
+
+    name: str
+    problem: object
+    runs: int
+    steps: int
+    params: RunParams  # NumPy leaves, leading run axis
+    shared: bool  # every run has the same hyperparameters (baselines may use constants)
+    record: int = 64
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.problem.dim)
+
+    def cfg(self, record: int | None = None, **kw) -> SimConfig:
+        rec = self.record if record is None else record
+        return SimConfig(
+            problem=self.problem,
+            steps=self.steps,
+            block=default_block(self.problem, 1),
+            record_steps=log_spaced_steps(self.steps, rec),
+            **kw,
+        )
+
+
+def _params(runs, dim, theta0, b1, b2, eps, c, r, seed=0) -> RunParams:
+    def col(v):
+        return np.broadcast_to(np.asarray(v, np.float32), (runs,)).copy()
+
+    th = np.broadcast_to(np.asarray(theta0, np.float32), (runs, dim)).copy()
+    return RunParams(
+        key=np.asarray(run_keys(seed, np.arange(runs))),
+        theta0=th,
+        opt=OptHParams(col(b1), col(b2), col(eps), col(0.0), col(0.1)),
+        sched=SchedHParams(col(c), col(r), col(0.0)),
+    )
+
+
+def work_quad(dim: int, runs: int, steps: int, name: str) -> Work:
+    prob = make_problem(
+        {"kind": "quadratic", "dim": dim, "noise": "exponential", "curvature": 1.0}, jnp.float32
+    )
+    p = _params(runs, dim, 1.0, 0.9, 0.99, 1e-8, 0.05, 0.6)
+    return Work(name, prob, runs, steps, p, shared=True)
+
+
+def work_regression(runs: int, steps: int) -> Work:
+    spec = {"kind": "regression", "n_points": 16, "input_dim": 1, "width": 32,
+            "teacher_width": 4, "data_seed": 0}
+    prob = make_problem(spec, jnp.float32)
+    p = _params(runs, prob.dim, np.asarray(prob.default_theta0()), 0.9, 0.999, 1e-8, 0.01, 0.5)
+    return Work("regression", prob, runs, steps, p, shared=True,
+                notes="N=16 points, width 32 (97 params), iid batch 1")
+
+
+def work_zhang(grid: int, seeds: int, steps: int) -> Work:
+    prob = make_problem({"kind": "zhang", "n": 10}, jnp.float32)
+    b1 = np.linspace(0.0, 0.97, grid)
+    b2 = 1 - np.geomspace(0.5, 1e-3, grid)
+    B1, B2 = np.meshgrid(b1, b2, indexing="ij")
+    b1r = np.repeat(B1.reshape(-1), seeds)
+    b2r = np.repeat(B2.reshape(-1), seeds)
+    runs = b1r.size
+    p = _params(runs, 1, 0.0, b1r, b2r, 1e-8, 0.1, 0.5)
+    # Seed s at every grid point (common random numbers), as the launcher does.
+    p = p._replace(key=np.asarray(run_keys(0, np.tile(np.arange(seeds), grid * grid))))
+    return Work("zhang", prob, runs, steps, p, shared=False, record=0,
+                notes=f"(β1,β2) grid {grid}×{grid} × {seeds} seeds, n=10, iid, no snapshots")
+
+
+# ----------------------------------------------------------------------------- baselines
+
+
+def _optax_run(work: Work, steps: int) -> Callable:
+    """``run(key, theta0, b1, b2, eps, c, r) -> theta_T`` for ONE run with optax.adam,
+    one ``fold_in`` key per step (the straightforward way to write it)."""
+    prob = work.problem
+
+    def run(key, theta0, b1, b2, eps, c, r):
+        opt = optax.adam(learning_rate=lambda k: c * (k + 1.0) ** (-r), b1=b1, b2=b2, eps=eps)
+
+        def body(carry, n):
+            th, st = carry
+            x = prob.sample(jax.random.fold_in(key, n), (1,))
+            g = prob.innovation(th, x)
+            u, st = opt.update(g, st, th)
+            return (optax.apply_updates(th, u), st), None
+
+        (th, _), _ = jax.lax.scan(body, (theta0, opt.init(theta0)), jnp.arange(steps))
+        return th
+
+    return run
+
+
+def _hp_args(work: Work, idx=slice(None)):
+    p = work.params
+    return (p.opt.b1[idx], p.opt.b2[idx], p.opt.eps[idx], p.sched.c[idx], p.sched.r[idx])
+
+
+def bench_expert(work: Work, repeat: int) -> dict:
+    run = _optax_run(work, work.steps)
+    p = work.params
+    if work.shared:
+        # Constants: the strongest baseline (optax then computes βⁿ and γ_n once per step).
+        hp = tuple(float(a[0]) for a in _hp_args(work))
+        f = jax.jit(jax.vmap(lambda k, t: run(k, t, *hp)))
+        args = (jnp.asarray(p.key), jnp.asarray(p.theta0))
+    else:
+        f = jax.jit(jax.vmap(run))
+        args = (jnp.asarray(p.key), jnp.asarray(p.theta0), *map(jnp.asarray, _hp_args(work)))
+    with RSSPeak() as mem:
+        t0 = time.perf_counter()
+        compiled = f.lower(*args).compile()
+        compile_s = time.perf_counter() - t0
+        best = _best(lambda: compiled(*args).block_until_ready(), repeat)
+    return _row(work, "expert jit(vmap(scan(optax)))", work.runs, work.steps, best, compile_s, mem)
+
+
+def bench_per_run(work: Work, n_runs: int) -> dict:
+    run = _optax_run(work, work.steps)
+    p = work.params
+    f = jax.jit(run)
+    hp = _hp_args(work)
+
+    def args(i):
+        return (p.key[i], p.theta0[i], *(a[i] for a in hp))
+
+    with RSSPeak() as mem:
+        t0 = time.perf_counter()
+        compiled = f.lower(*args(0)).compile()
+        compile_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for i in range(n_runs):
+            compiled(*args(i)).block_until_ready()
+        wall = time.perf_counter() - t0
+    return _row(work, "per-run loop (jit scan optax)", n_runs, work.steps, wall, compile_s, mem,
+                timed=f"{n_runs} of {work.runs} runs timed")
+
+
+def bench_torch(work: Work, n_runs: int, steps: int) -> dict | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    prob = work.problem
+    p = work.params
+    kind = type(prob).__name__
+    if kind == "Quadratic":
+        h = torch.tensor(np.asarray(prob.curvature))
+        s = float(prob.noise_scale)
+
+        def grad_fn(th, gen):
+            xi = torch.empty(th.shape[0]).exponential_(generator=gen) - 1.0
+            return h * (th.detach() - s * xi)
+    elif kind == "Regression":
+        xd, yd = (torch.tensor(np.asarray(a)) for a in prob.data)
+        w, pin = prob.width, prob.input_dim
+
+        def grad_fn(th, gen):
+            i = int(torch.randint(0, xd.shape[0], (1,), generator=gen))
+            k = w * pin
+            w1, b1 = th[:k].reshape(w, pin), th[k : k + w]
+            w2, b2 = th[k + w : k + 2 * w], th[k + 2 * w]
+            out = torch.tanh(w1 @ xd[i] + b1) @ w2 + b2
+            loss = 0.5 * (out - yd[i]) ** 2
+            return torch.autograd.grad(loss, th)[0]
+    else:
+        return None
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    with RSSPeak() as mem:
+        for i in range(n_runs):
+            gen = torch.Generator().manual_seed(i)
+            th = torch.tensor(p.theta0[i], requires_grad=True)
+            b1, b2, eps = float(p.opt.b1[i]), float(p.opt.b2[i]), float(p.opt.eps[i])
+            c, r = float(p.sched.c[i]), float(p.sched.r[i])
+            opt = torch.optim.Adam([th], lr=c, betas=(b1, b2), eps=eps)
+            for n in range(1, steps + 1):
+                opt.param_groups[0]["lr"] = c * n ** (-r)
+                th.grad = grad_fn(th, gen)
+                opt.step()
+    wall = time.perf_counter() - t0
+    return _row(work, f"torch.optim.Adam per run (torch {torch.__version__})", n_runs, steps,
+                wall, 0.0, mem, timed=f"{n_runs} runs × {steps} steps timed, 1 thread")
+
+
+def bench_adamjax(work: Work, repeat: int, variant: str = "adamjax", chunk: int | None = None,
+                  **cfg_kw) -> dict:
+    cfg = work.cfg(**cfg_kw)
+    p = work.params
+    chunk = chunk or work.runs
+    with RSSPeak() as mem:
+        t0 = time.perf_counter()
+        simulate(cfg, p, chunk=chunk)
+        first = time.perf_counter() - t0
+        best = _best(lambda: simulate(cfg, p, chunk=chunk), repeat)
+    rec = len(cfg.record_steps)
+    note = f"{rec} snapshots" if rec else "no snapshots"
+    if chunk < work.runs:
+        note += f", chunk {chunk}"
+    return _row(work, variant, work.runs, work.steps, best, max(first - best, 0.0), mem,
+                timed=note)
+
+
+def _best(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _row(work: Work, variant, runs, steps, wall, compile_s, mem: RSSPeak, timed="") -> dict:
+    return {
+        "workload": work.name,
+        "variant": variant,
+        "runs": int(runs),
+        "steps": int(steps),
+        "dim": work.dim,
+        "wall_s": round(wall, 4),
+        "run_steps_per_s": runs * steps / wall,
+        "compile_s": round(compile_s, 3),
+        "rss_growth_mib": round(mem.growth_mib, 1),
+        "note": "; ".join(x for x in (work.notes, timed) if x),
+    }
+
+
+def _ratios(rows: list[dict]) -> None:
+    by = {}
+    for r in rows:
+        if r["variant"].startswith("expert"):
+            by[(r["workload"], r["runs"], r["steps"])] = r["run_steps_per_s"]
+    exp = {r["workload"]: r["run_steps_per_s"] for r in rows if r["variant"].startswith("expert")}
+    per = {r["workload"]: r["run_steps_per_s"] for r in rows if r["variant"].startswith("per-run")}
+    for r in rows:
+        if "run_steps_per_s" not in r:
+            continue
+        e = by.get((r["workload"], r["runs"], r["steps"]), exp.get(r["workload"]))
+        if e:
+            r["vs_expert"] = r["run_steps_per_s"] / e
+        if r["workload"] in per:
+            r["vs_per_run"] = r["run_steps_per_s"] / per[r["workload"]]
+
+
+# ----------------------------------------------------------------------------- suites
+
+
+def suite_standard(work: Work, a, per_run_runs: int, torch_runs: int, torch_steps: int,
+                   extra: list | None = None) -> list[dict]:
+    rows = [bench_adamjax(work, a.repeat)]
+    _print_row(rows[-1])
+    for kw in extra or []:
+        rows.append(bench_adamjax(work, a.repeat, **kw))
+        _print_row(rows[-1])
+    rows.append(bench_expert(work, a.repeat))
+    _print_row(rows[-1])
+    rows.append(bench_per_run(work, per_run_runs))
+    _print_row(rows[-1])
+    t = bench_torch(work, torch_runs, torch_steps)
+    if t is not None:
+        rows.append(t)
+        _print_row(rows[-1])
+    return rows
+
+
+def suite_scaling(a) -> list[dict]:
+    q = a.quick
+    steps = 100 if q else 1000
+    run_sizes = [100, 1000, 10_000] if q else [100, 1000, 10_000, 100_000, 1_000_000]
+    rows = []
+    rate_a = rate_e = None
+    for runs in run_sizes:
+        w = work_quad(1, runs, steps, f"scaling-runs T={steps}")
+        if rate_a is None or runs * steps / rate_a < a.cap:
+            r = bench_adamjax(w, a.repeat, chunk=min(runs, 1 << 17))
+            rate_a = r["run_steps_per_s"]
+            rows.append(r)
+            _print_row(r)
+        if rate_e is None or runs * steps / rate_e < a.cap:
+            r = bench_expert(w, a.repeat)
+            rate_e = r["run_steps_per_s"]
+            rows.append(r)
+            _print_row(r)
+    runs = 256 if q else 8192
+    for steps in [100, 1000] if q else [1000, 10_000, 100_000]:
+        w = work_quad(1, runs, steps, f"scaling-steps R={runs}")
+        r = bench_adamjax(w, a.repeat)
+        rows.append(r)
+        _print_row(r)
+    return rows
+
+
+def _mem_child(runs: int, steps: int) -> dict:
+    """Runs in a fresh process: the memory benchmark (1-D, float32)."""
+    w = work_quad(1, runs, steps, "memory")
+    t0 = time.perf_counter()
+    res = simulate(w.cfg(), w.params)
+    wall = time.perf_counter() - t0
+    ok = bool(np.all(np.isfinite(res.theta)))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
+    return {"runs": runs, "steps": steps, "wall_s": wall, "peak_rss_mib": peak, "finite": ok}
+
+
+def suite_memory(a) -> list[dict]:
+    runs = 1000 if a.quick else 100_000
+    steps_list = [1000, 10_000] if a.quick else [10_000, 100_000]
+    rows = []
+    for steps in steps_list:
+        out = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--_memchild", f"{runs},{steps}"],
+            capture_output=True, text=True, check=True,
+        )
+        d = json.loads(out.stdout.strip().splitlines()[-1])
+        row = {
+            "workload": "memory",
+            "variant": "adamjax (fresh process)",
+            "runs": runs,
+            "steps": steps,
+            "dim": 1,
+            "wall_s": round(d["wall_s"], 2),
+            "run_steps_per_s": runs * steps / d["wall_s"],
+            "compile_s": None,
+            "peak_rss_mib": round(d["peak_rss_mib"], 1),
+            "note": "peak RSS of the whole process (getrusage), incl. compile; 64 snapshots"
+            + ("" if d["finite"] else "; NON-FINITE RESULTS"),
+        }
+        rows.append(row)
+        _print_row(row)
+    return rows
+
+
+def suite_theory(a) -> list[dict]:
+    path = HERE / "theory.py"
+    if not path.is_file():
+        return []
+    spec = importlib.util.spec_from_file_location("adamjax_bench_theory", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = list(mod.bench_theory(a.quick))
+    for r in rows:
+        r.setdefault("workload", "theory")
+        _print_row(r)
+    return rows
+
+
+def run_suite(a) -> list[dict]:
+    q = a.quick
+    only = set(a.only.split(",")) if a.only else set(WORKLOADS)
+    bad = only - set(WORKLOADS)
+    if bad:
+        raise SystemExit(f"--only: unknown workload(s) {sorted(bad)} (known: {', '.join(WORKLOADS)})")
+    rows: list[dict] = []
+    if "quad1d" in only:
+        w = work_quad(1, 256 if q else 8192, 500 if q else 20_000, "quad1d")
+        w.notes = "1-D quadratic, Exp(1)-1 noise"
+        rows += suite_standard(w, a, per_run_runs=2 if q else 8, torch_runs=1,
+                               torch_steps=200 if q else 2000,
+                               extra=[{"variant": "adamjax (no snapshots)", "record": 0}])
+    if "quad100" in only:
+        w = work_quad(100, 64 if q else 1024, 200 if q else 2000, "quad100")
+        w.notes = "dim=100 quadratic, Exp(1)-1 noise"
+        rows += suite_standard(w, a, per_run_runs=2 if q else 8, torch_runs=1,
+                               torch_steps=200 if q else 2000)
+    if "regression" in only:
+        w = work_regression(64 if q else 1024, 200 if q else 2000)
+        rows += suite_standard(w, a, per_run_runs=2 if q else 8, torch_runs=1,
+                               torch_steps=100 if q else 1000)
+    if "zhang" in only:
+        w = work_zhang(8 if q else 32, 2 if q else 8, 200 if q else 2000)
+        rows += suite_standard(w, a, per_run_runs=2 if q else 8, torch_runs=0, torch_steps=0)
+    if "scaling" in only:
+        rows += suite_scaling(a)
+    if "memory" in only:
+        rows += suite_memory(a)
+    if "theory" in only:
+        rows += suite_theory(a)
+    _ratios(rows)
+    return rows
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _fmt_rate(x):
+    if x is None:
+        return "-"
+    for unit, s in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= s:
+            return f"{x / s:.3g} {unit}"
+    return f"{x:.3g}"
+
+
+def _print_row(r: dict) -> None:
+    print(_line(r), flush=True)
+
+
+COLS = ("workload", "variant", "runs", "steps", "dim", "run-steps/s", "×expert", "×per-run",
+        "compile s", "mem MiB")
+
+
+def _line(r: dict) -> str:
+    rate = r.get("run_steps_per_s", r.get("evals_per_s"))
+    mem = r.get("peak_rss_mib", r.get("rss_growth_mib"))
+    cells = [
+        str(r.get("workload", "")),
+        str(r.get("variant", "")),
+        str(r.get("runs", "")),
+        str(r.get("steps", "")),
+        str(r.get("dim", "")),
+        _fmt_rate(rate),
+        f"{r['vs_expert']:.2f}" if r.get("vs_expert") else "-",
+        f"{r['vs_per_run']:.0f}" if r.get("vs_per_run") else "-",
+        f"{r['compile_s']:.2f}" if isinstance(r.get("compile_s"), (int, float)) else "-",
+        f"{mem:.0f}" if isinstance(mem, (int, float)) else "-",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(rows: list[dict]) -> str:
+    head = "| " + " | ".join(COLS) + " |\n|" + "|".join("---" for _ in COLS) + "|"
+    return "\n".join([head, *(_line(r) for r in rows)])
+
+
+def machine() -> dict:
+    info = {
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": getattr(jax.lib, "__version__", None) or _version("jaxlib"),
+        "optax": optax.__version__,
+        "adamjax": adamjax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "cpus": os.cpu_count(),
+        "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(ln.split(":", 1)[1].strip() for ln in f if "model name" in ln)
+        with open("/proc/meminfo") as f:
+            info["mem_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)
+    except (OSError, StopIteration):
+        pass
+    return info
+
+
+def _version(mod: str):
+    try:
+        from importlib.metadata import version
+
+        return version(mod)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="adamjax bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke test, < 1 min)")
+    ap.add_argument("--only", default="", help=f"comma list of: {', '.join(WORKLOADS)}")
+    ap.add_argument("--out", default=None, help="write the rows and machine info as JSON")
+    ap.add_argument("--repeat", type=int, default=2, help="warm calls per variant (best kept)")
+    ap.add_argument("--cap", type=float, default=60.0, help="seconds cap per scaling point")
+    ap.add_argument("--_memchild", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a._memchild:
+        runs, steps = (int(x) for x in a._memchild.split(","))
+        print(json.dumps(_mem_child(runs, steps)))
+        return 0
+    info = machine()
+    print(f"# adamjax bench {'--quick ' if a.quick else ''}— {info.get('cpu', '?')}, "
+          f"{info['cpus']} CPUs, jax {info['jax']}, backend {info['backend']}, "
+          f"load {info['loadavg']}")
+    print("| " + " | ".join(COLS) + " |", flush=True)
+    t0 = time.perf_counter()
+    rows = run_suite(a)
+    info["total_s"] = round(time.perf_counter() - t0, 1)
+    info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print()
+    print(table(rows))
+    if a.out:
+        Path(a.out).write_text(json.dumps({"machine": info, "argv": list(argv or sys.argv[1:]),
+                                           "rows": rows}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

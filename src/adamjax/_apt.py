@@ -1,0 +1,506 @@
+"""The asymptotic pseudo-trajectory (APT) error of every run, window by window.
+
+Dereich, Jentzen & Kassing (2025), Thm 1.5: for the training times
+t_n = γ_1 + … + γ_n and the flow Φ of θ' = −f(θ),
+
+    E_n(T) = sup_{t ∈ [0, T]} | Θ̄(t_n + t) − Φ_t(Θ_n) |  →  0.
+
+Here, for window starts n_1 < … < n_J (geometric in n, each window inside the
+run), the error of window j is measured at every Adam step inside it::
+
+    E_j = max { |Θ_n − Φ_{t_n − t_{n_j}}(Θ_{n_j})| : n ≥ n_j, t_n − t_{n_j} ≤ T }
+
+(Euclidean norm; Θ̄ is the linear interpolation of the Θ_n and Φ is smooth, so
+this is the sup over [0, T] up to O(γ_n²)).
+
+Pipeline with memory O(runs × windows × grid), never whole trajectories:
+
+1. pass 1 simulates every run up to n_J and records Θ_{n_j} (``record_steps``);
+2. the flow from every Θ_{n_j} is integrated with diffrax (:func:`~adamjax.flow`)
+   on a uniform grid of ``grid`` times in [0, T]; values and slopes −f(Φ) at the
+   grid give a cubic Hermite interpolant (error O((T/grid)⁴));
+3. pass 2 re-simulates the same runs (same keys ⇒ the same trajectory) with an
+   :class:`APTObserver` that, at every step, advances τ_j = t_n − t_{n_j}
+   (compensated summation of γ_n in the run's dtype), interpolates Φ_{τ_j} and
+   keeps the running maximum of the distance.
+
+The vector field is the CRN estimator of ``_vector_field`` (tabulated for
+coordinate-separable problems, exact without noise); its SE at the window starts
+is reported as ``vf_se``. :func:`fit_decay` fits the exponent p of
+median_runs E_j ≈ C · n_j^p.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._flow import flow
+from ._run import Recorder
+from ._schedules import SchedHParams, step_size
+from ._simulate import Observer, RunParams, RunResult, SimConfig, simulate
+from ._spec import SpecError
+from ._vector_field import separable, vector_field
+
+# --- window starts ---------------------------------------------------------------------
+
+
+def _times(kind: str, sched: tuple[float, float, float], steps: int) -> np.ndarray:
+    """t_0 = 0, t_1, …, t_steps in float64 for one schedule (c, r, n0)."""
+    c, r, n0 = sched
+    n = np.arange(1, steps + 1, dtype=np.float64)
+    g = c * (n + n0) ** (-r) if kind == "power" else np.full(steps, c)
+    return np.concatenate([[0.0], np.cumsum(g)])
+
+
+def window_starts(
+    steps: int,
+    windows: int,
+    horizon: float,
+    schedule: str = "power",
+    scheds=((0.05, 0.6, 0.0),),
+    first: int | None = None,
+) -> np.ndarray:
+    """``windows`` window starts n_1 < … < n_J, geometric in n, each window inside the run.
+
+    n_J is the largest n with t_steps − t_n ≥ T for every schedule in ``scheds``
+    (tuples (c, r, n0)); n_1 = ``first`` (default max(1, n_J/1000)).
+    """
+    last = steps
+    for s in scheds:
+        t = _times(schedule, tuple(float(x) for x in s), steps)
+        ok = np.nonzero(t[-1] - t >= horizon)[0]
+        if len(ok) == 0 or ok[-1] < 1:
+            raise SpecError(
+                f"flow.horizon = {horizon!r}: longer than the training time "
+                f"t_steps − t_1 = {t[-1] - t[1]:.4g} of the run"
+            )
+        last = min(last, int(ok[-1]))
+    first = 1 if first is None else int(first)
+    if first > last:
+        raise SpecError(f"flow.first = {first}: after the last possible window start {last}")
+    n = np.round(np.geomspace(first, last, windows)).astype(np.int64)
+    for j in range(1, windows):
+        n[j] = max(n[j], n[j - 1] + 1)
+    if n[-1] > last:
+        raise SpecError(
+            f"flow.windows = {windows}: too many windows between steps {first} and {last}"
+        )
+    return n
+
+
+# --- the observer ---------------------------------------------------------------------
+
+
+class APTArgs(NamedTuple):
+    """Per-run observer inputs (leading run axis when batched)."""
+
+    ys: Any  # (J, K, d): Φ on the grid
+    dys: Any  # (J, K, d): dΦ/dτ = −f(Φ) on the grid
+    horizon: Any  # ()
+    sched: SchedHParams
+    vf_se: Any  # (J, d): passed through to the result
+    flow_ok: Any  # (J,)
+
+
+class APTState(NamedTuple):
+    tau: Any  # (J,) t_n − t_{n_j}
+    comp: Any  # (J,) compensation of the summation
+    err: Any  # (J,) running max
+    last: Any  # (J,) last step compared (−1: none)
+    vf_se: Any
+    flow_ok: Any
+
+
+class APTObserver(Observer):
+    """Running max over each window of |Θ_n − Φ_{t_n − t_{n_j}}(Θ_{n_j})| (see module doc).
+
+    ``starts``/``ends`` are static step ranges that contain every run's window j
+    (``ends`` from the float64 training times of all schedules, with a margin). The
+    step number n is the same for every run, so the per-window work sits under a
+    ``lax.cond`` on n that stays a real branch under ``vmap``: a step pays only for
+    the windows that can contain it (one or two, except in the first few hundred
+    steps), not for all J.
+    """
+
+    starts: tuple[int, ...] = eqx.field(static=True)
+    ends: tuple[int, ...] = eqx.field(static=True)
+    schedule: str = eqx.field(static=True, default="power")
+    fast_pow: bool = eqx.field(static=True, default=True)
+
+    def init(self, theta0, args: APTArgs) -> APTState:
+        J = len(self.starts)
+        z = jnp.zeros((J,), theta0.dtype)
+        return APTState(
+            tau=z,
+            comp=z,
+            err=z,
+            last=jnp.full((J,), -1, jnp.int32),
+            vf_se=args.vf_se,
+            flow_ok=args.flow_ok,
+        )
+
+    def _window(self, j: int, state: APTState, n, theta, active, args: APTArgs, gamma):
+        dt = theta.dtype
+        tau0, comp0 = state.tau[j], state.comp[j]
+        step = (n > self.starts[j]) & active
+        # Kahan summation of γ_n: τ stays accurate to a few ulp over 10⁵ steps.
+        y = gamma - comp0
+        tn = tau0 + y
+        comp = jnp.where(step, (tn - tau0) - y, comp0)
+        tau = jnp.where(step, tn, tau0)
+        T = args.horizon.astype(dt)
+        inwin = (tau <= T) & active
+        ys, dys = args.ys[j], args.dys[j]  # (K, d)
+        K = ys.shape[0]
+        h = T / (K - 1)
+        pos = tau / h
+        i = jnp.clip(jnp.floor(pos), 0, K - 2).astype(jnp.int32)
+        u = pos - i
+        y0, y1, d0, d1 = ys[i], ys[i + 1], dys[i], dys[i + 1]
+        u2, u3 = u * u, u * u * u
+        phi = (
+            (2 * u3 - 3 * u2 + 1) * y0
+            + (u3 - 2 * u2 + u) * h * d0
+            + (3 * u2 - 2 * u3) * y1
+            + (u3 - u2) * h * d1
+        )
+        e = jnp.sqrt(jnp.sum((theta - phi) ** 2))
+        err = jnp.where(inwin, jnp.maximum(state.err[j], e), state.err[j])
+        last = jnp.where(inwin, n, state.last[j])
+        return state._replace(
+            tau=state.tau.at[j].set(tau),
+            comp=state.comp.at[j].set(comp),
+            err=state.err.at[j].set(err),
+            last=state.last.at[j].set(last),
+        )
+
+    def update(self, state: APTState, n, t, theta, active, args: APTArgs) -> APTState:
+        gamma = step_size(self.schedule, args.sched, n.astype(theta.dtype), self.fast_pow)
+        for j in range(len(self.starts)):
+            live = (n >= self.starts[j]) & (n <= self.ends[j])
+            state = jax.lax.cond(
+                live,
+                lambda st, j=j: self._window(j, st, n, theta, active, args, gamma),
+                lambda st: st,
+                state,
+            )
+        return state
+
+
+def window_ends(starts, horizon: float, schedule: str, scheds, steps: int) -> np.ndarray:
+    """Static last steps of the windows: the largest n ≤ steps with t_n − t_{n_j} ≤ T for
+    any of the schedules, plus a margin for rounding in the run's dtype."""
+    ends = np.zeros(len(starts), np.int64)
+    for sc in scheds:
+        t = _times(schedule, tuple(float(x) for x in sc), steps)
+        for j, s in enumerate(starts):
+            e = int(np.searchsorted(t, t[s] + horizon * (1 + 1e-3), side="right")) - 1
+            ends[j] = max(ends[j], e)
+    return np.minimum(ends + 2 + ends // 1000, steps)
+
+
+# --- the pipeline -------------------------------------------------------------------------
+
+
+class FieldOptions(NamedTuple):
+    """How the flow's vector field is estimated and integrated (spec table ``[flow]``)."""
+
+    samples: int | None = None
+    target_se: float | None = 2e-4
+    batches: int = 32
+    seed: int = 0
+    nodes: int = 65
+    solver: str = "tsit5"
+    rtol: float = 1e-7
+    atol: float = 1e-9
+    max_steps: int = 4096
+    grid: int = 64
+
+
+def _theory_dtype():
+    return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
+
+
+def _field_for(cfg: SimConfig, hp, starts: np.ndarray, horizon: float, opts: FieldOptions):
+    """The field used to integrate the flow from ``starts`` (…, d) with hyperparameters hp."""
+    b1, b2, eps, eps_root = (float(x) for x in hp)
+    kind = cfg.optimizer
+    if kind not in ("adam", "rmsprop", "signsgd"):
+        raise SpecError(f"optimizer.kind = {kind!r}: [flow] needs adam, rmsprop or signsgd")
+    dt = _theory_dtype()
+    finite = starts[np.all(np.isfinite(starts), -1)]
+    at = None
+    if len(finite):
+        # Pilot points for the sample size: a spread of the starts (the zero region
+        # has the largest SE).
+        idx = np.linspace(0, len(finite) - 1, min(16, len(finite))).astype(int)
+        at = np.sort(finite, axis=0)[idx]
+    vf = vector_field(
+        cfg.problem,
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        eps_root=eps_root,
+        optimizer=kind,
+        batch_size=cfg.batch_size,
+        samples=opts.samples,
+        target_se=None if opts.samples else opts.target_se,
+        at=at,
+        batches=opts.batches,
+        seed=opts.seed,
+        dtype=dt,
+    )
+    if vf.method == "chain" and separable(cfg.problem) and len(finite):
+        # Each coordinate solves a 1-D autonomous ODE, which is monotone and cannot
+        # cross a zero of f: the flow stays within the range of its starts. A margin
+        # covers the solver's trial stages.
+        lo, hi = float(np.min(finite)), float(np.max(finite))
+        pad = 0.05 * (hi - lo) + 1e-3 * max(1.0, abs(lo), abs(hi))
+        return vf.tabulate(lo - pad, hi + pad, opts.nodes), vf
+    return vf, vf
+
+
+class APTResult(NamedTuple):
+    """``window_start`` (J,); ``error`` (runs, J) (NaN for windows not completed, e.g.
+    after divergence); ``vf_se`` (runs, J, d); ``flow_ok`` (runs, J); ``result`` the
+    :class:`RunResult` of pass 2; ``samples`` the vector-field sample counts used."""
+
+    window_start: Any
+    error: Any
+    vf_se: Any
+    flow_ok: Any
+    result: RunResult
+    samples: list
+
+
+def prepare(
+    cfg: SimConfig,
+    params: RunParams,
+    starts,
+    horizon: float,
+    opts: FieldOptions | None = None,
+    chunk: int | None = None,
+):
+    """Pass 1 and the flows: returns ``(observer, obs_args, samples_used)`` for pass 2."""
+    opts = FieldOptions() if opts is None else opts
+    starts = np.asarray(starts, np.int64)
+    J = len(starts)
+    cfg1 = SimConfig(
+        **{
+            **{f: getattr(cfg, f) for f in cfg.__dataclass_fields__},
+            "steps": int(starts[-1]),
+            "record_steps": tuple(int(s) for s in starts),
+            "observer": None,
+        }
+    )
+    p1 = params._replace(obs_args=None)
+    res1 = simulate(cfg1, p1, chunk=chunk)
+    th = np.asarray(res1.snapshots)  # (R, J, d)
+    R, _, d = th.shape
+    dt = _theory_dtype()
+    K = int(opts.grid)
+    ts = np.linspace(0.0, horizon, K)
+    ys = np.full((R, J, K, d), np.nan)
+    dys = np.zeros((R, J, K, d))
+    vf_se = np.full((R, J, d), np.nan)
+    ok = np.zeros((R, J), bool)
+    o = params.opt
+    hp = np.stack(
+        [np.broadcast_to(np.asarray(a, np.float64), (R,)) for a in (o.b1, o.b2, o.eps, o.eps_root)],
+        -1,
+    )
+    uniq, inv = np.unique(hp, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    used = []
+    for u in range(len(uniq)):
+        rows = np.nonzero(inv == u)[0]
+        st = th[rows].astype(np.float64)
+        field, vf = _field_for(cfg, uniq[u], st.reshape(-1, d), horizon, opts)
+        used.append(vf.samples)
+        good = np.all(np.isfinite(st), -1)
+        st_c = np.where(good[..., None], st, 0.0)
+        sol = flow(
+            field,
+            jnp.asarray(st_c, dt),
+            jnp.asarray(ts, dt),
+            solver=opts.solver,
+            rtol=opts.rtol,
+            atol=opts.atol,
+            max_steps=opts.max_steps,
+        )
+        y = np.asarray(sol.ys)
+        fy = np.asarray(_values(field, y.reshape(-1, d))).reshape(y.shape)
+        ys[rows] = np.where(good[..., None, None], y, np.nan)
+        dys[rows] = -np.nan_to_num(fy)
+        ok[rows] = np.asarray(sol.ok) & good
+        vf_se[rows] = np.asarray(field(jnp.asarray(st_c, dt))[1])
+    npd = np.asarray(params.theta0).dtype
+    s = params.sched
+    rows = np.stack([np.broadcast_to(np.asarray(a, np.float64), (R,)) for a in s], -1)
+    ends = window_ends(starts, horizon, cfg.schedule, np.unique(rows, axis=0), cfg.steps)
+    obs = APTObserver(
+        tuple(int(x) for x in starts), tuple(int(x) for x in ends), cfg.schedule, cfg.fast_pow
+    )
+    args = APTArgs(
+        ys=np.nan_to_num(ys).astype(npd),
+        dys=dys.astype(npd),
+        horizon=np.full((R,), horizon, npd),
+        sched=SchedHParams(*(np.broadcast_to(np.asarray(a, npd), (R,)) for a in s)),
+        vf_se=vf_se,
+        flow_ok=ok,
+    )
+    return obs, args, used
+
+
+def _values(field, y):
+    if hasattr(field, "value"):
+        return field.value(jnp.asarray(y))
+    return field(jnp.asarray(y))[0]
+
+
+def errors_from(result: RunResult, starts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(apt_error, vf_se, flow_ok) from a pass-2 result: NaN where a window was not
+    completed (the run diverged before its end) or its flow failed."""
+    st: APTState = result.observer
+    err = np.asarray(st.err, np.float64)
+    last = np.asarray(st.last)
+    dstep = np.asarray(result.diverged_step)[:, None]
+    div = np.asarray(result.diverged)[:, None]
+    bad = (last < 0) | (div & (dstep <= last + 1)) | ~np.asarray(st.flow_ok)
+    return np.where(bad, np.nan, err), np.asarray(st.vf_se), np.asarray(st.flow_ok)
+
+
+def apt_error(
+    cfg: SimConfig,
+    params: RunParams,
+    *,
+    horizon: float = 1.0,
+    windows: int = 12,
+    first: int | None = None,
+    starts=None,
+    options: FieldOptions | None = None,
+    chunk: int | None = None,
+) -> APTResult:
+    """APT error of every run in ``params`` at ``windows`` geometric window starts.
+
+    See the module docstring for the definition and the two-pass pipeline;
+    ``options`` sets the field's accuracy (``target_se`` or ``samples``), the table
+    resolution, the diffrax solver/tolerances and the time grid. Returns an
+    :class:`APTResult`; pass-2's :class:`RunResult` is included (it is the ordinary
+    simulation result of the runs).
+
+    Reference: Dereich, Jentzen & Kassing (2025), Thm 1.5 (APT), Def. 1.3 (field).
+    """
+    if starts is None:
+        s = params.sched
+        R = int(np.asarray(params.theta0).shape[0])
+        rows = np.stack([np.broadcast_to(np.asarray(a, np.float64), (R,)) for a in s], -1)
+        scheds = [tuple(r) for r in np.unique(rows, axis=0)]
+        starts = window_starts(cfg.steps, windows, horizon, cfg.schedule, scheds, first)
+    starts = np.asarray(starts, np.int64)
+    obs, args, used = prepare(cfg, params, starts, horizon, options, chunk)
+    cfg2 = SimConfig(**{**{f: getattr(cfg, f) for f in cfg.__dataclass_fields__}, "observer": obs})
+    res = simulate(cfg2, params._replace(obs_args=args), chunk=chunk)
+    err, se, ok = errors_from(res, starts)
+    return APTResult(window_start=starts, error=err, vf_se=se, flow_ok=ok, result=res, samples=used)
+
+
+def fit_decay(window_start, errors) -> float:
+    """Exponent p of median_runs E_j ≈ C · n_j^p (least squares in log–log; NaN-aware).
+
+    ``errors`` has shape (runs, J) (or (J,) of medians). In the noiseless case
+    p ≈ −r (E = O(γ_n)); with noise the fluctuations give p ≈ −r/2.
+    """
+    e = np.asarray(errors, np.float64)
+    med = e if e.ndim == 1 else np.nanmedian(e, axis=0)
+    n = np.asarray(window_start, np.float64)
+    ok = np.isfinite(med) & (med > 0)
+    if ok.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(n[ok]), np.log(med[ok]), 1)[0])
+
+
+# --- the [flow] recorder ------------------------------------------------------------------
+
+
+def options_from_spec(flow_spec: dict, seed: int) -> FieldOptions:
+    f = flow_spec
+    return FieldOptions(
+        samples=f.get("samples"),
+        target_se=f.get("target_se", 2e-4),
+        batches=f.get("batches", 32),
+        seed=seed,
+        nodes=f.get("nodes", 65),
+        solver=f.get("solver", "tsit5"),
+        rtol=f.get("rtol", 1e-7),
+        atol=f.get("atol", 1e-9),
+        max_steps=f.get("max_steps", 4096),
+        grid=f.get("grid", 64),
+    )
+
+
+class APTRecorder(Recorder):
+    """Adds ``apt_error`` (…, seed, window), ``vf_se`` (…, seed, window, dim),
+    ``flow_ok`` and the coordinate ``window_start`` for a spec with ``[flow]``;
+    :meth:`postprocess` adds ``apt_decay_exponent`` (per grid point; also an
+    attribute when there is no sweep)."""
+
+    dims = {"apt_error": ("window",), "vf_se": ("window", "dim"), "flow_ok": ("window",)}
+
+    def __init__(self):
+        self._starts = None
+        self._cache: dict[int, tuple] = {}
+
+    def starts(self, plan) -> np.ndarray:
+        if self._starts is None:
+            f = plan.spec["flow"]
+            scheds = set()
+            kind = None
+            for g in plan.groups:
+                kind = g.cfg.schedule
+                s = g.params.sched
+                R = len(g.index)
+                rows = np.stack([np.broadcast_to(np.asarray(a, np.float64), (R,)) for a in s], -1)
+                scheds |= {tuple(r) for r in np.unique(rows, axis=0)}
+            kinds = {g.cfg.schedule for g in plan.groups}
+            if len(kinds) > 1:
+                raise SpecError("flow: all grid points must share one schedule kind")
+            self._starts = window_starts(
+                plan.steps, f["windows"], f["horizon"], kind, sorted(scheds), f.get("first")
+            )
+        return self._starts
+
+    def observer(self, plan, group):
+        key = id(group)
+        if key not in self._cache:
+            f = plan.spec["flow"]
+            opts = options_from_spec(f, plan.spec["seed"])
+            obs, args, _ = prepare(
+                group.cfg, group.params, self.starts(plan), f["horizon"], opts, chunk=group.chunk
+            )
+            self._cache[key] = (obs, args)
+        return self._cache[key]
+
+    def finalize(self, plan, group, result: RunResult) -> dict[str, np.ndarray]:
+        err, se, ok = errors_from(result, self.starts(plan))
+        return {"apt_error": err, "vf_se": se, "flow_ok": ok}
+
+    def coords(self, plan) -> dict[str, Any]:
+        return {"window_start": ("window", self.starts(plan))}
+
+    def postprocess(self, plan, ds):
+        if "apt_error" not in ds:
+            return ds
+        n = ds["window_start"].values
+        med = ds["apt_error"].median("seed", skipna=True)
+        lead = med.dims[:-1]
+        vals = np.apply_along_axis(lambda m: fit_decay(n, m), -1, med.values)
+        ds["apt_decay_exponent"] = (lead, np.asarray(vals))
+        if not lead:
+            ds.attrs["apt_decay_exponent"] = float(vals)
+        return ds

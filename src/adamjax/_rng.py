@@ -1,0 +1,96 @@
+"""The threefry2x32 PRNG with a fused (unrolled) hash: the same bits, computed faster on CPU.
+
+JAX lowers the threefry hash on CPU as a ``fori_loop`` over its 5 groups of
+rounds ("rolled loops", to keep compile times short). For the large noise
+blocks of the engine — (runs × block steps) numbers at a time — every group of
+rounds then reads and writes the whole counter arrays from memory, and the
+hash costs several times what the arithmetic alone would. Here the 20 rounds
+are plain ``lax`` integer ops that XLA fuses into one elementwise loop (this is
+also what JAX itself emits on GPU).
+
+:data:`FUSED_THREEFRY` is a PRNG implementation with exactly the key layout,
+``fold_in``, ``split`` and ``random_bits`` of ``jax.random``'s default
+``threefry2x32`` (in the default ``jax_threefry_partitionable=True`` mode; the
+other mode delegates to JAX): every distribution drawn through it (uniform,
+exponential, normal, randint, permutation, …) is bit-identical to the default
+implementation. ``tests/test_bench_smoke.py`` checks this.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+_ROT = ((13, 15, 26, 6), (17, 29, 16, 24))
+_PARITY = np.uint32(0x1BD11BDA)
+
+
+def _rotl(x, d: int):
+    return lax.shift_left(x, np.uint32(d)) | lax.shift_right_logical(x, np.uint32(32 - d))
+
+
+def threefry2x32(k1, k2, x1, x2):
+    """The Threefry-2x32 hash (20 rounds) of the counter pair (x1, x2) under key (k1, k2)."""
+    ks = (k1, k2, k1 ^ k2 ^ _PARITY)
+    x1 = x1 + ks[0]
+    x2 = x2 + ks[1]
+    for i in range(5):
+        for r in _ROT[i % 2]:
+            x1 = x1 + x2
+            x2 = _rotl(x2, r)
+            x2 = x1 ^ x2
+        x1 = x1 + ks[(i + 1) % 3]
+        x2 = x2 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x1, x2
+
+
+def _fold_in(key, data):
+    # jax: threefry_2x32(key, threefry_seed(data)) with threefry_seed(uint32 d) = [0, d].
+    d = jnp.asarray(data, jnp.uint32).reshape(1)
+    o1, o2 = threefry2x32(key[0], key[1], jnp.zeros((1,), jnp.uint32), d)
+    return jnp.concatenate([o1, o2])
+
+
+def _random_bits(key, bit_width, shape):
+    from jax._src.random import threefry2x32 as _tf  # fallback paths only
+
+    size = math.prod(shape)
+    if not jax.config.jax_threefry_partitionable or size >= 2**32:
+        return _tf.threefry_random_bits(key, bit_width, shape)
+    # Partitionable mode: counter i (as a 64-bit hi/lo pair) per output, C-order iota.
+    lo = lax.iota(jnp.uint32, size).reshape(shape) if shape else jnp.zeros((), jnp.uint32)
+    hi = jnp.zeros(shape, jnp.uint32)
+    b1, b2 = threefry2x32(key[0], key[1], hi, lo)
+    if bit_width == 64:
+        b1 = lax.convert_element_type(b1, jnp.uint64)
+        b2 = lax.convert_element_type(b2, jnp.uint64)
+        return lax.shift_left(b1, jnp.uint64(32)) | b2
+    bits = b1 ^ b2
+    if bit_width == 32:
+        return bits
+    return lax.convert_element_type(bits, {8: jnp.uint8, 16: jnp.uint16}[bit_width])
+
+
+def _make_impl():
+    from jax._src.random import threefry2x32 as _tf
+
+    return jax.extend.random.define_prng_impl(
+        key_shape=(2,),
+        seed=_tf.threefry_seed,
+        split=_tf.threefry_split,
+        random_bits=_random_bits,
+        fold_in=_fold_in,
+        name="adamjax_threefry2x32_fused",
+    )
+
+
+FUSED_THREEFRY = _make_impl()
+
+
+def fused_key(raw_key):
+    """Typed key of :data:`FUSED_THREEFRY` from a raw uint32 threefry key (shape (…, 2))."""
+    return jax.random.wrap_key_data(raw_key, impl=FUSED_THREEFRY)
