@@ -18,10 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import RTOL_F64, ULP_F32, ulp_distance
 
 import adamjax
 from adamjax import OptHParams, RunParams, SchedHParams, SimConfig
+from helpers import RTOL_F64, ULP_F32, ulp_distance
 
 STEPS = 1000
 H = dict(b1=0.9, b2=0.99, eps=1e-8, eps_root=0.0, initial_accumulator=0.1)
@@ -51,16 +51,31 @@ def _optax(kind, dtype):
 
 def _setup(kind, dtype, fast_pow, steps=STEPS):
     prob = adamjax.make_problem(
-        {"kind": "quadratic", "dim": 2, "noise": "exponential", "curvature": [1.0, 3.0],
-         "noise_scale": 0.5}, dtype)
+        {
+            "kind": "quadratic",
+            "dim": 2,
+            "noise": "exponential",
+            "curvature": [1.0, 3.0],
+            "noise_scale": 0.5,
+        },
+        dtype,
+    )
     eps = 1e-7 if kind == "adagrad" else H["eps"]
-    cfg = SimConfig(problem=prob, optimizer=kind, steps=steps, block=64, fast_pow=fast_pow,
-                    record_steps=(0, 10, steps))
+    cfg = SimConfig(
+        problem=prob,
+        optimizer=kind,
+        steps=steps,
+        block=64,
+        fast_pow=fast_pow,
+        record_steps=(0, 10, steps),
+    )
     one = lambda v: np.asarray([v], dtype)  # noqa: E731
     params = RunParams(
         key=np.asarray(adamjax.run_keys(3, [5])),
         theta0=np.asarray([[1.0, -0.7]], dtype),
-        opt=OptHParams(one(H["b1"]), one(H["b2"]), one(eps), one(0.0), one(H["initial_accumulator"])),
+        opt=OptHParams(
+            one(H["b1"]), one(H["b2"]), one(eps), one(0.0), one(H["initial_accumulator"])
+        ),
         sched=SchedHParams(one(C), one(R), one(N0)),
     )
     return prob, cfg, params
@@ -117,14 +132,18 @@ def test_matches_optax_in_a_heterogeneous_batch(kind):
     params3 = params._replace(
         key=np.repeat(params.key, 3, axis=0),
         theta0=np.repeat(params.theta0, 3, axis=0),
-        opt=params.opt._replace(b1=stack(f(0.5), params.opt.b1, f(0.7)),
-                                b2=stack(f(0.9), params.opt.b2, f(0.999)),
-                                eps=np.repeat(params.opt.eps, 3),
-                                eps_root=np.repeat(params.opt.eps_root, 3),
-                                initial_accumulator=np.repeat(params.opt.initial_accumulator, 3)),
-        sched=params.sched._replace(c=np.repeat(params.sched.c, 3),
-                                    r=stack(f(0.5), params.sched.r, f(0.8)),
-                                    n0=np.repeat(params.sched.n0, 3)),
+        opt=params.opt._replace(
+            b1=stack(f(0.5), params.opt.b1, f(0.7)),
+            b2=stack(f(0.9), params.opt.b2, f(0.999)),
+            eps=np.repeat(params.opt.eps, 3),
+            eps_root=np.repeat(params.opt.eps_root, 3),
+            initial_accumulator=np.repeat(params.opt.initial_accumulator, 3),
+        ),
+        sched=params.sched._replace(
+            c=np.repeat(params.sched.c, 3),
+            r=stack(f(0.5), params.sched.r, f(0.8)),
+            n0=np.repeat(params.sched.n0, 3),
+        ),
     )
     res = adamjax.simulate(cfg, params3)
     ref = _reference_optax(kind, prob, cfg, params, jnp.float32)

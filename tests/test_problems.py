@@ -12,8 +12,10 @@ KEY = jax.random.PRNGKey(7)
 
 
 def _indices(scheme, n, b, steps, block=16):
-    out = [finite_sum_indices(KEY, k, k * block, block, b, n, scheme)
-           for k in range(-(-steps // block))]
+    out = [
+        finite_sum_indices(KEY, k, k * block, block, b, n, scheme)
+        for k in range(-(-steps // block))
+    ]
     return np.asarray(jnp.concatenate(out))[:steps]
 
 
@@ -79,16 +81,27 @@ def test_reddi_projection_and_minimiser():
     assert p.box == (-1.0, 1.0)
     assert float(p.grad(jnp.asarray([0.3]))[0]) == pytest.approx(1 / 5)
     # Adam from 0.5 with big steps stays in the box
-    ds = adamjax.run({"name": "r", "problem": {"kind": "reddi", "n": 5},
-                      "sampling": {"scheme": "cyclic"},
-                      "schedule": {"kind": "constant", "c": 0.5},
-                      "run": {"steps": 500, "seeds": 2, "theta0": 0.5}})
+    ds = adamjax.run(
+        {
+            "name": "r",
+            "problem": {"kind": "reddi", "n": 5},
+            "sampling": {"scheme": "cyclic"},
+            "schedule": {"kind": "constant", "c": 0.5},
+            "run": {"steps": 500, "seeds": 2, "theta0": 0.5},
+        }
+    )
     assert (np.abs(ds.theta.values) <= 1).all()
 
 
 def test_regression_is_overparametrised_with_attainable_zero_loss():
-    cfg = {"kind": "regression", "n_points": 12, "input_dim": 2, "width": 16, "teacher_width": 3,
-           "data_seed": 1}
+    cfg = {
+        "kind": "regression",
+        "n_points": 12,
+        "input_dim": 2,
+        "width": 16,
+        "teacher_width": 3,
+        "data_seed": 1,
+    }
     p = adamjax.make_problem(cfg, jnp.float64)
     assert p.dim == 16 * 2 + 2 * 16 + 1 > p.n_data
     x = np.asarray(p.data[0])
@@ -99,10 +112,12 @@ def test_regression_is_overparametrised_with_attainable_zero_loss():
 
 
 def test_linear_regression_d0():
-    clean = adamjax.make_problem({"kind": "linear_regression", "n_points": 20, "dim": 5,
-                                  "label_noise": 0.0}, jnp.float64)
-    noisy = adamjax.make_problem({"kind": "linear_regression", "n_points": 20, "dim": 5,
-                                  "label_noise": 0.5}, jnp.float64)
+    clean = adamjax.make_problem(
+        {"kind": "linear_regression", "n_points": 20, "dim": 5, "label_noise": 0.0}, jnp.float64
+    )
+    noisy = adamjax.make_problem(
+        {"kind": "linear_regression", "n_points": 20, "dim": 5, "label_noise": 0.5}, jnp.float64
+    )
     np.testing.assert_allclose(clean.example_grads(clean.theta_star), 0.0, atol=1e-12)
     # noisy: at the least-squares solution the mean gradient is 0 but the examples' are not
     a, y = (np.asarray(v) for v in noisy.data)

@@ -4,9 +4,9 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import base_spec
 
 import adamjax
+from helpers import base_spec
 
 BAD_RUN_INPUT = [
     ({"optimizer.b1": 1.0}, "optimizer.b1", "1.0"),
@@ -49,8 +49,15 @@ def test_dataset_layout_and_provenance(tmp_path):
     assert ds.diverged.dtype == bool and ds.diverged_step.dtype.kind == "i"
     np.testing.assert_array_equal(ds["optimizer.b2"].values, [0.9, 0.99, 0.999])
     assert int(ds.snapshot_step.values[0]) == 0 and int(ds.snapshot_step.values[-1]) == 100
-    for attr in ("spec", "spec_hash", "adamjax_version", "jax_version", "backend",
-                 "device_count", "created"):
+    for attr in (
+        "spec",
+        "spec_hash",
+        "adamjax_version",
+        "jax_version",
+        "backend",
+        "device_count",
+        "created",
+    ):
         assert attr in ds.attrs, attr
     assert 'name = "t"' in ds.attrs["spec"]
     # the dict and the TOML file describe the same experiment
@@ -59,3 +66,15 @@ def test_dataset_layout_and_provenance(tmp_path):
     # but later steps differ
     th = ds.theta.values[..., -1, 0]
     assert len(np.unique(th)) == th.size
+
+
+def test_zip_over_vector_theta0_labels_the_axis(tmp_path):
+    spec = base_spec(**{"problem.dim": 2, "run.theta0": None, "run.steps": 20, "run.seeds": 2})
+    spec["run"].pop("theta0")
+    spec["zip"] = {"run.theta0": [[1.0, 0.0], [0.0, 1.0]], "optimizer.b1": [0.5, 0.8]}
+    ds = adamjax.run(spec)
+    assert list(ds["run.theta0"].values) == ["[1.0, 0.0]", "[0.0, 1.0]"]
+    np.testing.assert_array_equal(ds["optimizer.b1"].values, [0.5, 0.8])
+    np.testing.assert_array_equal(ds.theta.values[:, 0, 0], [[1.0, 0.0], [0.0, 1.0]])
+    stored = adamjax.run(spec, out=tmp_path)
+    np.testing.assert_array_equal(stored.theta_final.values, ds.theta_final.values)

@@ -4,11 +4,11 @@ divergence isolation, recording."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import base_spec
 
 import adamjax
 import adamjax._simulate as sim
 from adamjax import OptHParams, RunParams, SchedHParams, SimConfig
+from helpers import base_spec
 
 
 def test_one_compilation_for_1000_distinct_hyperparameters():
@@ -55,12 +55,22 @@ def test_seeds_differ_and_grid_points_share_noise():
 
 
 def _zhang_spec():
-    spec = base_spec(**{
-        "problem.kind": "zhang", "problem.n": 10, "problem.dim": None, "problem.noise": None,
-        "optimizer.b1": 0.0, "schedule.kind": "constant", "schedule.c": 0.1,
-        "run.steps": 3000, "run.seeds": 4, "run.theta0": -0.5, "run.bound": 20.0,
-        "sampling.scheme": "reshuffle",
-    })
+    spec = base_spec(
+        **{
+            "problem.kind": "zhang",
+            "problem.n": 10,
+            "problem.dim": None,
+            "problem.noise": None,
+            "optimizer.b1": 0.0,
+            "schedule.kind": "constant",
+            "schedule.c": 0.1,
+            "run.steps": 3000,
+            "run.seeds": 4,
+            "run.theta0": -0.5,
+            "run.bound": 20.0,
+            "sampling.scheme": "reshuffle",
+        }
+    )
     spec["problem"] = {"kind": "zhang", "n": 10}
     spec["sweep"] = {"optimizer.b2": [0.1, 0.5, 0.99, 0.999]}
     return spec
@@ -96,24 +106,42 @@ def test_nan_in_one_run_never_reaches_another():
         dim=1,
         loss_fn=lambda th: jnp.sum(jnp.exp(th**2)) / 2,
     )
-    cfg = SimConfig(problem=prob, optimizer="sgd", schedule="constant", steps=50, block=16,
-                    record_steps=(0, 1, 10, 50))
+    cfg = SimConfig(
+        problem=prob,
+        optimizer="sgd",
+        schedule="constant",
+        steps=50,
+        block=16,
+        record_steps=(0, 1, 10, 50),
+    )
     r = 6
     theta0 = np.asarray([[0.1], [3.0], [0.2], [5.0], [-0.3], [-4.0]], np.float32)
     f = lambda v: np.full((r,), v, np.float32)  # noqa: E731
-    params = RunParams(key=np.asarray(adamjax.run_keys(0, np.arange(r))), theta0=theta0,
-                       opt=OptHParams(f(0.9), f(0.99), f(1e-8), f(0.0), f(0.1)),
-                       sched=SchedHParams(f(0.5), f(0.5), f(0.0)))
+    params = RunParams(
+        key=np.asarray(adamjax.run_keys(0, np.arange(r))),
+        theta0=theta0,
+        opt=OptHParams(f(0.9), f(0.99), f(1e-8), f(0.0), f(0.1)),
+        sched=SchedHParams(f(0.5), f(0.5), f(0.0)),
+    )
     res = adamjax.simulate(cfg, params)
     assert list(res.diverged) == [False, True, False, True, False, True]
     assert (res.diverged_step[res.diverged] >= 1).all()
     assert np.isfinite(res.theta).all() and np.isfinite(res.snapshots).all()
     # the healthy runs equal their solo simulation
     for i in (0, 2, 4):
-        solo = adamjax.simulate(cfg, RunParams(*[
-            a if a is None else type(a)(*[np.asarray(x)[i:i + 1] for x in a])
-            if isinstance(a, tuple) else np.asarray(a)[i:i + 1] for a in params
-        ]))
+        solo = adamjax.simulate(
+            cfg,
+            RunParams(
+                *[
+                    a
+                    if a is None
+                    else type(a)(*[np.asarray(x)[i : i + 1] for x in a])
+                    if isinstance(a, tuple)
+                    else np.asarray(a)[i : i + 1]
+                    for a in params
+                ]
+            ),
+        )
         np.testing.assert_array_equal(solo.theta[0], res.theta[i])
 
 
@@ -122,12 +150,16 @@ def test_snapshots_are_at_the_recorded_steps():
     prob = adamjax.make_problem({"kind": "quadratic", "dim": 1, "noise": "none"}, jnp.float64)
     steps = 700
     rec = adamjax.log_spaced_steps(steps, 12)
-    cfg = SimConfig(problem=prob, optimizer="sgd", schedule="constant", steps=steps, block=64,
-                    record_steps=rec)
+    cfg = SimConfig(
+        problem=prob, optimizer="sgd", schedule="constant", steps=steps, block=64, record_steps=rec
+    )
     f = lambda v: np.full((1,), v)  # noqa: E731
-    params = RunParams(key=np.asarray(adamjax.run_keys(0, [0])), theta0=np.ones((1, 1)),
-                       opt=OptHParams(f(0.9), f(0.99), f(1e-8), f(0.0), f(0.1)),
-                       sched=SchedHParams(f(0.01), f(0.5), f(0.0)))
+    params = RunParams(
+        key=np.asarray(adamjax.run_keys(0, [0])),
+        theta0=np.ones((1, 1)),
+        opt=OptHParams(f(0.9), f(0.99), f(1e-8), f(0.0), f(0.1)),
+        sched=SchedHParams(f(0.01), f(0.5), f(0.0)),
+    )
     res = adamjax.simulate(cfg, params)
     want = 0.99 ** np.asarray(rec, float)
     np.testing.assert_allclose(res.snapshots[0, :, 0], want, rtol=1e-12)
@@ -165,13 +197,21 @@ def test_float32_results_do_not_depend_on_the_x64_flag(tmp_path):
     import subprocess
     import sys
 
-    spec = {"name": "x", "problem": {"kind": "zhang", "n": 7}, "sampling": {"batch_size": 2},
-            "run": {"steps": 300, "seeds": 3, "theta0": -0.5}, "record": {"snapshots": 5},
-            "sweep": {"sampling.scheme": ["iid", "reshuffle", "cyclic"]}}
+    spec = {
+        "name": "x",
+        "problem": {"kind": "zhang", "n": 7},
+        "sampling": {"batch_size": 2},
+        "run": {"steps": 300, "seeds": 3, "theta0": -0.5},
+        "record": {"snapshots": 5},
+        "sweep": {"sampling.scheme": ["iid", "reshuffle", "cyclic"]},
+    }
     out = []
     for flag in ("0", "1"):
         f = tmp_path / f"x64_{flag}.npy"
-        subprocess.run([sys.executable, "-c", _X64_SCRIPT, flag, json.dumps(spec), str(f)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-c", _X64_SCRIPT, flag, json.dumps(spec), str(f)],
+            check=True,
+            capture_output=True,
+        )
         out.append(np.load(f))
     np.testing.assert_array_equal(out[0], out[1])

@@ -202,7 +202,10 @@ def scale_by_sgd() -> Transformation:
 
 
 def scale_by_sgdm(b1=0.9) -> Transformation:
-    """Heavy-ball momentum as ``optax.sgd(momentum=b1)``: ``m_n = g_n + b1 m_{n-1}``, ``u_n = m_n``."""
+    """Heavy-ball momentum as ``optax.sgd(momentum=b1)``.
+
+    ``m_n = g_n + b1 m_{n-1}``, ``u_n = m_n``.
+    """
 
     def update(g, state: FamilyState, params=None):
         mu = g + b1 * state.mu

@@ -27,7 +27,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float
 
 from ._sampling import block_key, finite_sum_indices
 
@@ -331,8 +331,9 @@ def _make_digits(cfg: dict, dtype) -> Digits:
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:  # pragma: no cover - scikit-learn is a dev dependency
-        raise ValueError("problem.kind = \"digits\": needs scikit-learn (pip install "
-                         "scikit-learn)") from e
+        raise ValueError(
+            'problem.kind = "digits": needs scikit-learn (pip install scikit-learn)'
+        ) from e
     x, y = load_digits(return_X_y=True)
     rng = np.random.default_rng(int(cfg.get("data_seed", 0)))
     n_points = int(cfg.get("n_points") or len(y))

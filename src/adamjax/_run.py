@@ -377,6 +377,13 @@ def provenance(plan: Plan) -> dict[str, Any]:
     }
 
 
+def axis_values(vals: list) -> np.ndarray:
+    """Coordinate values of a sweep axis; list values (e.g. a θ0 vector) become labels."""
+    if any(isinstance(v, list) for v in vals):
+        return np.asarray([json.dumps(v) for v in vals])
+    return np.asarray(vals)
+
+
 def to_dataset(plan: Plan, flat: dict[str, np.ndarray]):
     """Reshape flat results to the SPEC §3 layout (sweep dims…, seed, …)."""
     import xarray as xr
@@ -389,13 +396,13 @@ def to_dataset(plan: Plan, flat: dict[str, np.ndarray]):
     data_vars = {}
     for k, v in flat.items():
         data_vars[k] = (lead_dims + dims_of[k], v.reshape(lead + v.shape[1:]))
-    coords: dict[str, Any] = {name: np.asarray(vals) for name, vals in plan.axes}
+    coords: dict[str, Any] = {name: axis_values(vals) for name, vals in plan.axes}
     coords["seed"] = np.arange(plan.seeds)
     coords["snapshot_step"] = ("snapshot", plan.snapshot_steps)
     if plan.axes and plan.zip_coords:
         zdim = plan.axes[-1][0]
         for name, vals in plan.zip_coords.items():
-            coords[name] = (zdim, np.asarray(vals))
+            coords[name] = (zdim, axis_values(vals))
     for rec in plan.recorders:
         coords.update(rec.coords(plan))
     ds = xr.Dataset(data_vars, coords=coords, attrs=provenance(plan))

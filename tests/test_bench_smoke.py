@@ -1,0 +1,83 @@
+"""Smoke test of the benchmark suite (no timing assertions) and of the fused threefry RNG.
+
+The bench runs in ``--quick`` mode on the 1-D workload only; the test checks that
+the table has the expected rows and sane fields.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from adamjax import run_keys
+from adamjax._rng import fused_key
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("adamjax_bench_run_smoke", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_quick_table_has_expected_rows(tmp_path, capsys):
+    bench = _load_bench()
+    out = tmp_path / "bench.json"
+    rc = bench.main(
+        ["--quick", "--only", "quad1d", "--repeat", "0", "--no-torch", "--out", str(out)]
+    )
+    assert rc == 0
+    data = json.loads(out.read_text())
+    rows = data["rows"]
+    variants = [r["variant"] for r in rows]
+    assert variants[0] == "adamjax"
+    assert "adamjax (no snapshots)" in variants
+    assert any(v.startswith("expert") for v in variants)
+    assert any(v.startswith("per-run loop") for v in variants)
+    for r in rows:
+        assert r["workload"] == "quad1d"
+        assert r["run_steps_per_s"] > 0
+        assert r["vs_expert"] > 0
+    assert {"jax", "python", "date", "cpus"} <= set(data["machine"])
+    printed = capsys.readouterr().out
+    assert "| workload | variant |" in printed and "expert" in printed
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda k: jax.random.bits(k, (7, 3)),
+        lambda k: jax.random.uniform(k, (33,)),
+        lambda k: jax.random.exponential(k, (256, 1, 1)),
+        lambda k: jax.random.normal(k, (16, 5)),
+        lambda k: jax.random.rademacher(k, (9,), jnp.float32),
+        lambda k: jax.random.randint(k, (256, 4), 0, 10),
+        lambda k: jax.random.permutation(k, 11),
+        lambda k: jax.random.bits(k, (5,), jnp.uint8),
+    ],
+)
+def test_fused_threefry_draws_the_same_bits_as_jax(draw):
+    raw = run_keys(3, np.arange(4))
+    for i in range(4):
+        for b in (0, 5, 123456):
+            k = jax.random.fold_in(raw[i], b)
+            fk = jax.random.fold_in(fused_key(raw[i]), b)
+            np.testing.assert_array_equal(np.asarray(jax.random.key_data(fk)), np.asarray(k))
+            np.testing.assert_array_equal(
+                np.asarray(jax.jit(draw)(fk)), np.asarray(jax.jit(draw)(k))
+            )
+
+
+def test_fused_threefry_under_vmap():
+    keys = run_keys(0, np.arange(50))
+
+    def f(wrap):
+        return jax.vmap(lambda k: jax.random.exponential(jax.random.fold_in(wrap(k), 3), (64,)))
+
+    np.testing.assert_array_equal(np.asarray(f(lambda k: k)(keys)), np.asarray(f(fused_key)(keys)))
