@@ -41,7 +41,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
@@ -111,19 +110,28 @@ class RSSPeak:
 # ----------------------------------------------------------------------------- workloads
 
 
-@dataclass
 class Work:
-    """One workload: the adamjax config and per-run parameters, plus what baselines need."""
+    """One workload: the adamjax config and per-run parameters, plus what baselines need.
 
-    name: str
-    problem: object
-    runs: int
-    steps: int
-    params: RunParams  # NumPy leaves, leading run axis
-    shared: bool  # every run has the same hyperparameters (baselines may use constants)
-    record: int = 64
-    notes: str = ""
-    extra: dict = field(default_factory=dict)
+    (A plain class, not a dataclass: ``adamjax bench`` loads this file without putting
+    it in ``sys.modules``, which dataclasses with postponed annotations need.)
+    """
+
+    def __init__(
+        self,
+        name,
+        problem,
+        runs,
+        steps,
+        params: RunParams,
+        shared: bool,
+        record: int = 64,
+        notes: str = "",
+    ):
+        self.name, self.problem, self.runs, self.steps = name, problem, runs, steps
+        self.params = params  # NumPy leaves, leading run axis
+        self.shared = shared  # every run has the same hyperparameters
+        self.record, self.notes = record, notes
 
     @property
     def dim(self) -> int:
@@ -414,10 +422,18 @@ def _row(work: Work, variant, runs, steps, wall, compile_s, mem: RSSPeak, timed=
 def _ratios(rows: list[dict]) -> None:
     by = {}
     for r in rows:
-        if r["variant"].startswith("expert"):
+        if r.get("variant", "").startswith("expert"):
             by[(r["workload"], r["runs"], r["steps"])] = r["run_steps_per_s"]
-    exp = {r["workload"]: r["run_steps_per_s"] for r in rows if r["variant"].startswith("expert")}
-    per = {r["workload"]: r["run_steps_per_s"] for r in rows if r["variant"].startswith("per-run")}
+    exp = {
+        r["workload"]: r["run_steps_per_s"]
+        for r in rows
+        if r.get("variant", "").startswith("expert")
+    }
+    per = {
+        r["workload"]: r["run_steps_per_s"]
+        for r in rows
+        if r.get("variant", "").startswith("per-run")
+    }
     for r in rows:
         if "run_steps_per_s" not in r:
             continue
@@ -613,13 +629,18 @@ COLS = (
 def _line(r: dict) -> str:
     rate = r.get("run_steps_per_s", r.get("evals_per_s"))
     mem = r.get("peak_rss_mib", r.get("rss_growth_mib"))
+    if "value" in r and "run_steps_per_s" not in r:  # theory rows: name, value, unit
+        v = r["value"]
+        rate = f"{v:.4g} {r.get('unit', '')}" if isinstance(v, (int, float)) else str(v)
+    else:
+        rate = _fmt_rate(rate)
     cells = [
         str(r.get("workload", "")),
-        str(r.get("variant", "")),
+        str(r.get("variant", r.get("name", ""))),
         str(r.get("runs", "")),
         str(r.get("steps", "")),
         str(r.get("dim", "")),
-        _fmt_rate(rate),
+        rate,
         f"{r['vs_expert']:.2f}" if r.get("vs_expert") else "-",
         f"{r['vs_per_run']:.0f}" if r.get("vs_per_run") else "-",
         f"{r['compile_s']:.2f}" if isinstance(r.get("compile_s"), (int, float)) else "-",
