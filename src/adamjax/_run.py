@@ -141,7 +141,7 @@ def _dtype(name: str):
 
 def auto_chunk(problem: Problem, batch_size: int, block: int, n_record: int, budget: float) -> int:
     """Runs per chunk so that the live buffers of one chunk fit in ``budget`` bytes."""
-    d = problem_dim_of(problem)
+    d = int(problem.dim)
     per_run = 8 * (
         block * batch_size * problem.sample_numel + (8 + n_record) * d + 4 * batch_size * d
     )
@@ -152,10 +152,6 @@ def auto_chunk(problem: Problem, batch_size: int, block: int, n_record: int, bud
 
 
 CPU_CHUNK_CAP = 2**14
-
-
-def problem_dim_of(problem: Problem) -> int:
-    return int(problem.dim)
 
 
 def default_budget() -> float:
