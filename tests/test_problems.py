@@ -132,3 +132,52 @@ def test_user_defined_finite_sum_problem():
     np.testing.assert_allclose(p.grad(jnp.asarray([0.0])), [-3.0])
     g = p.innovation(jnp.asarray([0.0]), jnp.asarray([0, 2]))
     np.testing.assert_allclose(g, [-3.5])  # mean of −1 and −6
+
+
+def _np_net_loss(kind, theta, x, y, width, input_dim):
+    """Independent NumPy float64 loss of one example, from the documented layout of θ:
+    W1 (width × input) row-major, b1, then W2 (regression: width; digits: 10 × width), b2."""
+    k = width * input_dim
+    w1, b1 = theta[:k].reshape(width, input_dim), theta[k : k + width]
+    h = np.tanh(w1 @ x + b1)
+    if kind == "regression":
+        w2, b2 = theta[k + width : k + 2 * width], theta[k + 2 * width]
+        return 0.5 * (h @ w2 + b2 - y) ** 2
+    w2 = theta[k + width : k + width + 10 * width].reshape(10, width)
+    z = w2 @ h + theta[k + width + 10 * width :]
+    return np.log(np.sum(np.exp(z - z.max()))) + z.max() - z[y]
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"kind": "regression", "n_points": 9, "input_dim": 2, "width": 5, "data_seed": 3},
+        {"kind": "digits", "width": 3},
+    ],
+)
+def test_network_innovation_matches_finite_differences(cfg):
+    """The layered gradient (taken w.r.t. the unflattened weights) is the gradient of
+    the mini-batch loss: central differences of an independent NumPy forward pass."""
+    p = adamjax.make_problem(cfg, jnp.float64)
+    width = cfg["width"]
+    input_dim = cfg.get("input_dim", 64)
+    theta = np.asarray(p.default_theta0()) + 0.3 * np.random.default_rng(0).normal(size=p.dim)
+    idx = np.array([1, 4, 4])
+    xs, ys = (np.asarray(a) for a in p.data)
+
+    def batch_loss(t):
+        return np.mean([_np_net_loss(cfg["kind"], t, xs[i], ys[i], width, input_dim) for i in idx])
+
+    g = np.asarray(p.innovation(jnp.asarray(theta), jnp.asarray(idx)))
+    h = 1e-6
+    fd = np.array(
+        [(batch_loss(theta + h * e) - batch_loss(theta - h * e)) / (2 * h) for e in np.eye(p.dim)]
+    )
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+    # and it is the gradient of the problem's own example loss through the flat θ
+    flat = jax.grad(
+        lambda t: jnp.mean(
+            jax.vmap(p.example_loss, (None, 0))(t, jax.tree_util.tree_map(lambda a: a[idx], p.data))
+        )
+    )
+    np.testing.assert_allclose(g, np.asarray(flat(jnp.asarray(theta))), rtol=1e-12, atol=1e-14)

@@ -174,9 +174,7 @@ def _regression_minimum(spec):
 
     pb = vector_field(spec, b2=0.9, samples=2**13, dtype=F64).problem
     x, y = pb.data
-    from adamjax._problems import _mlp
-
-    res = lambda t, _: jax.vmap(lambda xi: _mlp(t, xi, pb.input_dim, pb.width))(x) - y
+    res = lambda t, _: jax.vmap(lambda xi: pb.predict(t, xi))(x) - y
     sol = optx.least_squares(
         res,
         optx.LevenbergMarquardt(rtol=1e-12, atol=1e-14),

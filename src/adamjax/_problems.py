@@ -20,6 +20,8 @@ traced, never baked into the compiled program.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from typing import Any
 
@@ -253,17 +255,43 @@ class Reddi(FiniteSumProblem):
         return -jnp.ones((1,), jnp.result_type(float))
 
 
-def _mlp(theta, x, input_dim: int, width: int):
-    """One-hidden-layer tanh network, parameters flattened into θ."""
-    k = width * input_dim
-    w1 = theta[:k].reshape(width, input_dim)
-    b1 = theta[k : k + width]
-    w2 = theta[k + width : k + 2 * width]
-    b2 = theta[k + 2 * width]
-    return jnp.tanh(w1 @ x + b1) @ w2 + b2
+class _LayeredProblem(FiniteSumProblem):
+    """A finite sum whose θ flattens a few arrays (weights and biases of a network).
+
+    The gradient is taken with respect to the unflattened arrays and concatenated
+    once: differentiating through ``θ[a:b]`` slices instead makes XLA pad every
+    partial gradient to the full length of θ and add the pads up, which made the
+    innovation of the regression network 1.4× dearer (measured on CPU).
+    """
+
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        raise NotImplementedError
+
+    def parts_loss(self, parts, example):
+        raise NotImplementedError
+
+    def unflatten(self, theta):
+        out, k = [], 0
+        for shape in self.shapes():
+            size = math.prod(shape)
+            out.append(theta[k : k + size].reshape(shape))
+            k += size
+        return tuple(out)
+
+    def example_loss(self, theta, example):
+        return self.parts_loss(self.unflatten(theta), example)
+
+    def innovation(self, theta, idx):
+        batch = jax.tree_util.tree_map(lambda a: a[idx], self.data)
+
+        def loss(parts):
+            return jnp.mean(jax.vmap(self.parts_loss, (None, 0))(parts, batch))
+
+        grads = jax.grad(loss)(self.unflatten(theta))
+        return jnp.concatenate([g.reshape(-1) for g in grads])
 
 
-class Regression(FiniteSumProblem):
+class Regression(_LayeredProblem):
     """Overparametrised ERM (Dereich, Jentzen & Kassing 2025, §2): N points with
     distinct inputs, targets from a teacher network of the same architecture
     (so zero training loss is attainable), a student with dim > N parameters.
@@ -276,9 +304,21 @@ class Regression(FiniteSumProblem):
     # off): a point of zero training loss, i.e. on the set of global minima.
     teacher: Any = None
 
-    def example_loss(self, theta, example):
+    def shapes(self):
+        return ((self.width, self.input_dim), (self.width,), (self.width,), ())
+
+    @staticmethod
+    def _net(parts, x):
+        w1, b1, w2, b2 = parts
+        return jnp.tanh(w1 @ x + b1) @ w2 + b2
+
+    def predict(self, theta, x):
+        """The network's output net_θ(x) for one input ``x`` of shape (input_dim,)."""
+        return self._net(self.unflatten(theta), x)
+
+    def parts_loss(self, parts, example):
         x, y = example
-        return 0.5 * (_mlp(theta, x, self.input_dim, self.width) - y) ** 2
+        return 0.5 * (self._net(parts, x) - y) ** 2
 
     def default_theta0(self):
         return self.init
@@ -299,7 +339,7 @@ class LinearRegression(FiniteSumProblem):
         return None
 
 
-class Digits(FiniteSumProblem):
+class Digits(_LayeredProblem):
     """Softmax classification of scikit-learn's 8×8 digits (1797 images shipped with
     the package, no download) by a one-hidden-layer tanh network, 64 → width → 10.
     ℓ_i(θ) = cross-entropy of example i; θ flattens (W1, b1, W2, b2)."""
@@ -307,14 +347,13 @@ class Digits(FiniteSumProblem):
     width: int = eqx.field(static=True, default=16)
     init: Any = None
 
-    def example_loss(self, theta, example):
-        x, y = example
+    def shapes(self):
         w = self.width
-        k = w * 64
-        w1 = theta[:k].reshape(w, 64)
-        b1 = theta[k : k + w]
-        w2 = theta[k + w : k + w + 10 * w].reshape(10, w)
-        b2 = theta[k + w + 10 * w :]
+        return ((w, 64), (w,), (10, w), (10,))
+
+    def parts_loss(self, parts, example):
+        w1, b1, w2, b2 = parts
+        x, y = example
         logits = w2 @ jnp.tanh(w1 @ x + b1) + b2
         return jax.nn.logsumexp(logits) - logits[y]
 
