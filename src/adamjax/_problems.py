@@ -21,7 +21,6 @@ traced, never baked into the compiled program.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable
 from typing import Any
 
