@@ -6,6 +6,8 @@ the table has the expected rows and sane fields.
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -45,6 +47,10 @@ def test_bench_quick_table_has_expected_rows(tmp_path, capsys):
         assert r["run_steps_per_s"] > 0
         assert r["vs_expert"] > 0
     assert {"jax", "python", "date", "cpus"} <= set(data["machine"])
+    # the hardware floors of the 1-D workload are attached to the adamjax rows
+    head = rows[0]
+    assert head["floor_arithmetic"] > head["run_steps_per_s"] > 0
+    assert 0 < head["frac_arithmetic_floor"] < 1
     printed = capsys.readouterr().out
     assert "| workload | variant |" in printed and "expert" in printed
 
@@ -81,3 +87,18 @@ def test_fused_threefry_under_vmap():
         return jax.vmap(lambda k: jax.random.exponential(jax.random.fold_in(wrap(k), 3), (64,)))
 
     np.testing.assert_array_equal(np.asarray(f(lambda k: k)(keys)), np.asarray(f(fused_key)(keys)))
+
+
+def test_engine_and_bench_need_neither_zarr_nor_tomli_w():
+    """The GPU machine has no zarr / tomli-w: the engine and the bench must not import them."""
+    code = (
+        "import sys; sys.modules['zarr'] = None; sys.modules['tomli_w'] = None\n"
+        "import importlib.util, numpy as np, adamjax\n"
+        f"spec = importlib.util.spec_from_file_location('b', {str(BENCH)!r})\n"
+        "b = importlib.util.module_from_spec(spec); spec.loader.exec_module(b)\n"
+        "w = b.work_quad(1, 64, 50, 'q')\n"
+        "res = adamjax.simulate(w.cfg(), w.params)\n"
+        "assert np.all(np.isfinite(res.theta))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
