@@ -148,6 +148,15 @@ def test_asymmetric_zero_vs_symmetric():
     assert abs(zg.theta[0]) < 3 * zg.se[0]
 
 
+def test_zero_converges_in_float32():
+    """Newton's stopping rule follows the dtype: in float32 it reports success, at the
+    float64 zero within a few float32 ulps of the estimate's own rounding."""
+    z32 = vf_zero(vector_field(base_spec(), samples=2**16, dtype=jnp.float32))
+    z64 = vf_zero(vector_field(base_spec(), samples=2**16, dtype=F64))
+    assert z32.success and z64.success
+    assert abs(z32.theta[0] - z64.theta[0]) < 1e-3 * abs(z64.theta[0])
+
+
 def test_adam_limit_is_zero_of_f():
     """≥ 500 Adam runs (β = (0.9, 0.99), γ_n = 0.05 n^−0.6, θ0 = 1): the mean limit agrees
     with the zero of f within 3 combined SE; both > 10 SE from 0."""

@@ -573,7 +573,12 @@ def _newton_parts(vf: VectorField, y):
 
 
 def vf_zero(
-    field: VectorField, x0=None, *, rtol: float = 1e-10, atol: float = 1e-12, max_steps: int = 50
+    field: VectorField,
+    x0=None,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int = 50,
 ) -> Zero:
     """Find θ with f̂(θ) = 0 by Newton's method on the CRN estimate f̂ (smooth in θ, so
     the Jacobian J = ∂f̂/∂θ comes from forward-mode AD through the estimator).
@@ -582,7 +587,14 @@ def vf_zero(
     batch-means covariance of f̂ at the zero. ``grad_loss`` = ∇L at the zero: in
     general the zero of f is not a critical point of L (Dereich, Jentzen & Kassing
     2025, Cor. 1.10; Dereich & Jentzen: it is the minimiser iff the noise is symmetric).
+
+    Newton stops when every |step| ≤ atol + rtol·|θ|; by default rtol = 1e-10 and
+    atol = 1e-12, or 64 and 0.064 units in the last place of the field's dtype where
+    that is coarser (float32: a step cannot shrink below the spacing of θ).
     """
+    ulp = float(jnp.finfo(field.dtype).eps)
+    rtol = max(1e-10, 64 * ulp) if rtol is None else rtol
+    atol = max(1e-12, 0.064 * ulp) if atol is None else atol
     d = field.dim
     y = jnp.zeros(d, field.dtype) if x0 is None else jnp.asarray(x0, field.dtype).reshape(d)
     ok = False
