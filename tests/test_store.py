@@ -188,3 +188,22 @@ def test_store_with_flow_recorder_identical(tmp_path):
     assert "apt_error" in ds and "window" in ds["apt_error"].dims
     assert_same(mem, ds)
     assert ds.attrs.get("apt_decay_exponent") == mem.attrs.get("apt_decay_exponent")
+
+
+def test_concurrent_launch_into_same_folder_is_refused(tmp_path):
+    """While one launch holds OUT/<name>, a second one (another process) fails with a
+    one-line error and touches nothing; once the first is gone the folder is usable."""
+    spec = small_spec(name="lk")
+    write_spec(tmp_path / "lk.toml", spec)
+    root = tmp_path / "out" / "lk"
+    with _store.folder_lock(root):
+        (root / "sentinel").write_text("x")
+        r = run_cli("run", "lk.toml", "--out", "out", "--no-progress", "--force", cwd=tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert "another adamjax run" in r.stderr and str(os.getpid()) in r.stderr
+        errors = [ln for ln in r.stderr.splitlines() if not ln.startswith("adamjax: warning")]
+        assert "Traceback" not in r.stderr and len(errors) == 1, r.stderr
+        assert (root / "sentinel").exists() and not (root / "results.zarr").exists()
+    r = run_cli("run", "lk.toml", "--out", "out", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (root / "results.zarr").is_dir()

@@ -50,6 +50,36 @@ from ._spec import SpecError
 STORE = "results.zarr"
 LAYOUT = "layout.json"
 PROGRESS = "progress"
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def folder_lock(root: Path):
+    """Hold an exclusive advisory lock on ``root`` for a whole launch (process 0 only).
+
+    A second launch into the same folder while one is running would wipe or overwrite
+    its units; it is refused with a one-line error instead. ``flock`` is released by the
+    kernel when the holder dies, so a killed run never leaves a stale lock behind.
+    """
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise SpecError(
+                f"out = {json.dumps(str(root))}: another adamjax run (pid {holder}) is "
+                "writing this folder; wait for it to finish or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
 
 # Automatic unit size: at least this many runs (per device), else about 1/64 of the sweep.
 MIN_UNIT_RUNS = 2048
@@ -418,14 +448,11 @@ def run_to_store(
 ):
     """Run ``plan`` into ``out/<name>/results.zarr`` (see module doc); returns the dataset
     (``xarray.open_zarr`` of the store)."""
-    import xarray as xr
-
     from ._shard import make_runner
 
     name = plan.spec["name"]
     root = Path(out) / name
-    store = root / STORE
-    pidx, pcount = dist.process_index(), dist.process_count()
+    pidx = dist.process_index()
     key = f"adamjax/{name}/{plan.loaded.hash}"
     if runner is None:
         runner = make_runner()
@@ -436,6 +463,26 @@ def run_to_store(
     dims = (*[n for n, _ in plan.axes], "seed")
     layout = make_layout(lead, dims, unit_target(plan, ndev, explicit_chunk), plan.loaded.hash)
 
+    with contextlib.ExitStack() as stack:
+        if pidx == 0:
+            try:
+                stack.enter_context(folder_lock(root))
+            except (SpecError, OSError) as e:
+                dist.publish(key + "/layout", "error:" + str(e))
+                if isinstance(e, OSError):
+                    raise SpecError(f"out = {json.dumps(str(root))}: {e.strerror or e}") from None
+                raise
+        return _run_to_store(
+            plan, root, layout, key, runner, ndev, progress=progress, resume=resume, force=force
+        )
+
+
+def _run_to_store(plan, root, layout, key, runner, ndev, *, progress, resume, force):
+    import xarray as xr
+
+    name = plan.spec["name"]
+    store = root / STORE
+    pidx, pcount = dist.process_index(), dist.process_count()
     if pidx == 0:
         try:
             root.mkdir(parents=True, exist_ok=True)
