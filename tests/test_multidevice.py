@@ -7,7 +7,7 @@ import socket
 import pytest
 import xarray as xr
 
-from clihelp import cli_env, popen, write_spec
+from clihelp import cli_env, popen, run_cli, write_spec
 from helpers import base_spec
 
 
@@ -108,3 +108,47 @@ def test_two_processes_identical_to_one(tmp_path, reference):
 
     writers = {json.loads(f.read_text())["process"] for f in (root / "progress").iterdir()}
     assert writers == {0, 1}
+
+
+def test_lost_process_one_line_error_then_resume(tmp_path):
+    """A process of a two-process run is SIGKILLed: the survivor leaves within the
+    heartbeat timeout with a one-line error (no traceback, no 24 h wait at a barrier),
+    the finished chunks stay on disk, and ``--resume`` in one process completes the run."""
+    import json
+    import time
+
+    spec = base_spec(name="lost", **{"run.steps": 100_000, "run.seeds": 1024, "run.chunk": 64})
+    write_spec(tmp_path / "lost.toml", spec)
+    port = _free_port()
+    procs = []
+    for pid in range(2):
+        env = cli_env(
+            JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+            JAX_NUM_PROCESSES=2,
+            JAX_PROCESS_ID=pid,
+            ADAMJAX_HEARTBEAT_S=4,
+        )
+        args = ("run", "lost.toml", "--out", "out", "--distributed", "--no-progress")
+        procs.append(popen(*args, cwd=tmp_path, env=env))
+    prog = tmp_path / "out" / "lost" / "progress"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 240:  # kill process 1 once it has finished a chunk
+        marks = [json.loads(f.read_text()) for f in prog.glob("u*")] if prog.is_dir() else []
+        if any(m["process"] == 1 for m in marks):
+            break
+        assert procs[1].poll() is None, procs[1].communicate()[1]
+        time.sleep(0.05)
+    procs[1].kill()
+    procs[1].communicate()
+    out, err = procs[0].communicate(timeout=120)
+    assert procs[0].returncode == 3, err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("adamjax: error")]
+    assert len(lines) == 1 and "--resume" in lines[0], err
+    kept = len(list(prog.glob("u*")))
+    assert 0 < kept < 16
+    r = run_cli("run", "lost.toml", "--out", "out", "--resume", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(list(prog.glob("u*"))) == 16
+    ds = xr.open_zarr(tmp_path / "out" / "lost" / "results.zarr")
+    assert not bool(ds["theta_final"].isnull().any())

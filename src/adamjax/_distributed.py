@@ -13,10 +13,14 @@ CPU as well as on accelerators. See ``docs/CLUSTER.md``.
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
 
 _TIMEOUT_MS = 24 * 3600 * 1000
+# A process that stops (killed, pre-empted, node lost) is noticed by the coordination
+# service when its heartbeats stop; the others then leave the barrier they wait at.
+_HEARTBEAT_S = 100
 
 
 def _int_env(name: str) -> int | None:
@@ -67,6 +71,7 @@ def initialize(
         kwargs["num_processes"] = num_processes
     if process_id is not None:
         kwargs["process_id"] = process_id
+    kwargs["heartbeat_timeout_seconds"] = _int_env("ADAMJAX_HEARTBEAT_S") or _HEARTBEAT_S
     jax.distributed.initialize(**kwargs)
     return True
 
@@ -94,10 +99,28 @@ def process_count() -> int:
     return jax.process_count()
 
 
+def _peer_lost(e: Exception) -> None:
+    """A peer stopped: say so in one line and leave at once. (The coordination client
+    aborts the process with a C++ stack trace moments later; ``os._exit`` gets there
+    first.) Finished units are on disk with their markers, so ``--resume`` completes the
+    run."""
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    sys.stderr.write(
+        f"adamjax: error: process {process_index()} of {process_count()}: another process "
+        f"of this run stopped ({msg[:160]}); the finished chunks are kept, rerun the same "
+        "command with --resume to complete the run\n"
+    )
+    sys.stderr.flush()
+    os._exit(3)
+
+
 def barrier(name: str, timeout_ms: int = _TIMEOUT_MS) -> None:
     """Wait until every process reaches ``name`` (no-op in a single process)."""
     if process_count() > 1:
-        _client().wait_at_barrier(name, timeout_ms)
+        try:
+            _client().wait_at_barrier(name, timeout_ms)
+        except jax.errors.JaxRuntimeError as e:
+            _peer_lost(e)
 
 
 def publish(key: str, value: str) -> None:
@@ -108,4 +131,7 @@ def publish(key: str, value: str) -> None:
 
 def receive(key: str, timeout_ms: int = _TIMEOUT_MS) -> str:
     """Wait for the value process 0 :func:`publish`-ed under ``key``."""
-    return _client().blocking_key_value_get(key, timeout_ms)
+    try:
+        return _client().blocking_key_value_get(key, timeout_ms)
+    except jax.errors.JaxRuntimeError as e:
+        _peer_lost(e)
