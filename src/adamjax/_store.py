@@ -452,7 +452,6 @@ def run_to_store(
 
     name = plan.spec["name"]
     root = Path(out) / name
-    pidx = dist.process_index()
     key = f"adamjax/{name}/{plan.loaded.hash}"
     if runner is None:
         runner = make_runner()
@@ -463,21 +462,24 @@ def run_to_store(
     dims = (*[n for n, _ in plan.axes], "seed")
     layout = make_layout(lead, dims, unit_target(plan, ndev, explicit_chunk), plan.loaded.hash)
 
-    with contextlib.ExitStack() as stack:
-        if pidx == 0:
-            try:
-                stack.enter_context(folder_lock(root))
-            except (SpecError, OSError) as e:
-                dist.publish(key + "/layout", "error:" + str(e))
-                if isinstance(e, OSError):
-                    raise SpecError(f"out = {json.dumps(str(root))}: {e.strerror or e}") from None
-                raise
+    # Process 0 holds the folder lock (``held``) from before it touches the folder
+    # until the run has returned.
+    with contextlib.ExitStack() as held:
         return _run_to_store(
-            plan, root, layout, key, runner, ndev, progress=progress, resume=resume, force=force
+            plan,
+            root,
+            layout,
+            key,
+            runner,
+            ndev,
+            held,
+            progress=progress,
+            resume=resume,
+            force=force,
         )
 
 
-def _run_to_store(plan, root, layout, key, runner, ndev, *, progress, resume, force):
+def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resume, force):
     import xarray as xr
 
     name = plan.spec["name"]
@@ -485,7 +487,7 @@ def _run_to_store(plan, root, layout, key, runner, ndev, *, progress, resume, fo
     pidx, pcount = dist.process_index(), dist.process_count()
     if pidx == 0:
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            held.enter_context(folder_lock(root))
             layout = _prepare(root, plan, layout, resume=resume, force=force)
         except (SpecError, OSError) as e:
             dist.publish(key + "/layout", "error:" + str(e))
