@@ -670,38 +670,28 @@ def run_suite(a) -> list[dict]:
         )
     rows: list[dict] = []
     gpu = jax.default_backend() != "cpu"
+    # The three single-hyperparameter workloads: (work, torch steps timed).
+    standard = []
     if "quad1d" in only:
         # On an accelerator the headline point: ≥ 10⁶ runs (the GPU acceptance of #6).
         runs, steps = (256, 500) if q else ((1 << 20, 10_000) if gpu else (8192, 20_000))
         w = work_quad(1, runs, steps, "quad1d")
         w.notes = "1-D quadratic, Exp(1)-1 noise"
-        rows += suite_standard(
-            w,
-            a,
-            per_run_runs=2 if q else 8,
-            torch_runs=1,
-            torch_steps=200 if q else 2000,
-            extra=[NO_SNAPSHOTS],
-        )
+        standard.append((w, 200 if q else 2000))
     if "quad100" in only:
         w = work_quad(100, 64 if q else 1024, 200 if q else 2000, "quad100")
         w.notes = "dim=100 quadratic, Exp(1)-1 noise"
-        rows += suite_standard(
-            w,
-            a,
-            per_run_runs=2 if q else 8,
-            torch_runs=1,
-            torch_steps=200 if q else 2000,
-            extra=[NO_SNAPSHOTS],
-        )
+        standard.append((w, 200 if q else 2000))
     if "regression" in only:
         w = work_regression(64 if q else (1 << 16 if gpu else 1024), 200 if q else 2000)
+        standard.append((w, 100 if q else 1000))
+    for w, torch_steps in standard:
         rows += suite_standard(
             w,
             a,
             per_run_runs=2 if q else 8,
             torch_runs=1,
-            torch_steps=100 if q else 1000,
+            torch_steps=torch_steps,
             extra=[NO_SNAPSHOTS],
         )
     if "zhang" in only:
