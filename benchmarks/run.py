@@ -653,7 +653,7 @@ def suite_theory(a) -> list[dict]:
     spec = importlib.util.spec_from_file_location("adamjax_bench_theory", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    rows = list(mod.bench_theory(a.quick))
+    rows = list(mod.bench_theory(a.quick, rss=RSSPeak))
     for r in rows:
         r.setdefault("workload", "theory")
         _print_row(r)

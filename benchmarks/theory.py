@@ -28,7 +28,134 @@ def _timed(fn, repeat: int = 3):
     return best_w, best_c
 
 
-def bench_theory(quick: bool = False) -> list[dict]:
+def _expert_apt_run(problem, steps: int, starts, ends, b1, b2, eps, c, r):
+    """``run(key, theta0, ys, dys, horizon) -> err (J,)``: pass 2 of the APT pipeline as
+    a user would write it around optax — ``scan`` over the steps with one ``fold_in``
+    key per step, and at every step all J windows updated at once under masks
+    (vectorised, no conditionals): τ_j += γ_n, Hermite interpolation of the flow
+    table, running max of the distance. Same flow tables as adamjax's observer."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    starts = jnp.asarray(starts, jnp.int32)
+    ends = jnp.asarray(ends, jnp.int32)
+
+    def run(key, theta0, ys, dys, horizon):
+        opt = optax.adam(learning_rate=lambda k: c * (k + 1.0) ** (-r), b1=b1, b2=b2, eps=eps)
+        J, K = ys.shape[:2]
+        h = horizon / (K - 1)
+        rows = jnp.arange(J)
+
+        def body(carry, n):
+            th, st, tau, err = carry
+            x = problem.sample(jax.random.fold_in(key, n), (1,))
+            u, st = opt.update(problem.innovation(th, x), st, th)
+            th = optax.apply_updates(th, u)
+            m = n + 1
+            live = (m >= starts) & (m <= ends)
+            tau = jnp.where(live & (m > starts), tau + c * m.astype(th.dtype) ** (-r), tau)
+            i = jnp.clip(jnp.floor(tau / h), 0, K - 2).astype(jnp.int32)
+            w = (tau / h - i)[:, None]
+            y0, y1, d0, d1 = ys[rows, i], ys[rows, i + 1], dys[rows, i], dys[rows, i + 1]
+            w2, w3 = w * w, w * w * w
+            phi = (
+                (2 * w3 - 3 * w2 + 1) * y0
+                + (w3 - 2 * w2 + w) * h * d0
+                + (3 * w2 - 2 * w3) * y1
+                + (w3 - w2) * h * d1
+            )
+            dist = jnp.sqrt(jnp.sum((th - phi) ** 2, -1))
+            err = jnp.where(live & (tau <= horizon), jnp.maximum(err, dist), err)
+            return (th, st, tau, err), None
+
+        z = jnp.zeros((J,), theta0.dtype)
+        carry = (theta0, opt.init(theta0), z, z)
+        return jax.lax.scan(body, carry, jnp.arange(steps))[0][3]
+
+    return run
+
+
+def bench_apt_pass2(spec: dict, rss=None, rounds: int = 3) -> list[dict]:
+    """The part of the APT pipeline that scales with runs × steps — pass 2, the
+    simulation that compares every step with the flow — for adamjax (``simulate`` with
+    the :class:`APTObserver`) and the expert baseline (:func:`_expert_apt_run` under
+    ``jit(vmap)``), timed alternately in this process; suite-style rows."""
+    import contextlib
+
+    import jax
+    import jax.numpy as jnp
+
+    import adamjax
+    from adamjax._apt import FieldOptions, prepare
+    from adamjax._run import make_plan
+
+    g = make_plan(spec).groups[0]
+    cfg, params = g.cfg, g.params
+    R, steps, d = len(g.index), cfg.steps, cfg.problem.dim
+    s = params.sched
+    starts = adamjax.window_starts(
+        steps, 12, 1.0, cfg.schedule, [(float(s.c[0]), float(s.r[0]), float(s.n0[0]))]
+    )
+    obs, args, _ = prepare(cfg, params, starts, 1.0, FieldOptions(target_se=2e-4))
+    fields = {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}
+    cfg2 = adamjax.SimConfig(**{**fields, "observer": obs})
+    p2 = params._replace(obs_args=args)
+    o = params.opt
+    hp = [float(a[0]) for a in (o.b1, o.b2, o.eps, s.c, s.r)]
+    run = _expert_apt_run(cfg.problem, steps, obs.starts, obs.ends, *hp)
+    ex_args = (
+        jnp.asarray(params.key),
+        jnp.asarray(params.theta0),
+        jnp.asarray(args.ys),
+        jnp.asarray(args.dys),
+        jnp.asarray(args.horizon),
+    )
+    expert = jax.jit(jax.vmap(run))
+    mem = rss if rss is not None else (lambda: contextlib.nullcontext(None))
+    rows, calls = [], []
+    with mem() as m:
+        t0 = time.perf_counter()
+        adamjax.simulate(cfg2, p2).theta.block_until_ready()
+        first = time.perf_counter() - t0
+        calls.append(lambda: adamjax.simulate(cfg2, p2).theta.block_until_ready())
+    rows.append({"variant": "adamjax (simulate + APTObserver)", "first": first, "mem": m})
+    with mem() as m:
+        t0 = time.perf_counter()
+        compiled = expert.lower(*ex_args).compile()
+        comp = time.perf_counter() - t0
+        calls.append(lambda: compiled(*ex_args).block_until_ready())
+    rows.append(
+        {"variant": "expert jit(vmap(scan(optax + all windows)))", "compile": comp, "mem": m}
+    )
+    best = [float("inf")] * 2
+    for _ in range(rounds):
+        for k, f in enumerate(calls):
+            t0 = time.perf_counter()
+            f()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    out = []
+    for k, r in enumerate(rows):
+        compile_s = r["first"] - best[k] if "first" in r else r["compile"]
+        out.append(
+            {
+                "workload": "apt-pass2",
+                "variant": r["variant"],
+                "runs": R,
+                "steps": steps,
+                "dim": d,
+                "wall_s": round(best[k], 4),
+                "run_steps_per_s": R * steps / best[k],
+                "compile_s": round(compile_s, 3),
+                "rss_growth_mib": None if r["mem"] is None else round(r["mem"].growth_mib, 1),
+                "note": "12 windows, horizon 1, flow tables of 64 points; best of "
+                f"{rounds} alternating calls",
+            }
+        )
+    return out
+
+
+def bench_theory(quick: bool = False, rss=None) -> list[dict]:
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -97,6 +224,7 @@ def bench_theory(quick: bool = False) -> list[dict]:
     )
 
     # -- APT pipeline ----------------------------------------------------------------
+    rows += bench_apt_pass2(spec, rss, rounds=2 if quick else 3)
     plan = make_plan(spec)
     g = plan.groups[0]
     R, steps = len(g.index), spec["run"]["steps"]

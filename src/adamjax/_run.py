@@ -139,12 +139,27 @@ def _dtype(name: str):
     return jnp.float64 if name == "float64" else jnp.float32
 
 
-def auto_chunk(problem: Problem, batch_size: int, block: int, n_record: int, budget: float) -> int:
-    """Runs per chunk so that the live buffers of one chunk fit in ``budget`` bytes."""
+def auto_chunk(
+    problem: Problem,
+    batch_size: int,
+    block: int,
+    n_record: int,
+    budget: float,
+    flow: tuple[int, int] | None = None,
+) -> int:
+    """Runs per chunk so that the live buffers of one chunk fit in ``budget`` bytes.
+
+    ``flow = (windows, grid)`` adds what the APT comparison holds per run: the flow
+    table (values and slopes, windows × grid × dim) and the block of iterates that
+    its observer reads (block × (dim + 2)).
+    """
     d = int(problem.dim)
     per_run = 8 * (
         block * batch_size * problem.sample_numel + (8 + n_record) * d + 4 * batch_size * d
     )
+    if flow is not None:
+        windows, grid = flow
+        per_run += 8 * (2 * windows * grid * d + windows * (d + 6) + block * (d + 2))
     # On a CPU, batches beyond ~10⁴ runs fall out of cache and run slower
     # (benchmarks: 86–92 M run-steps/s at 8–16 k runs, 53–59 M at 10⁵–10⁶).
     cap = CPU_CHUNK_CAP if jax.default_backend() == "cpu" else 2**20
@@ -217,7 +232,13 @@ def make_plan(spec, *, chunk: int | None = None, budget: float | None = None) ->
         params, index = _group_params(
             [points[g] for g in gids], gids, seeds, s["seed"], problem, dtype
         )
-        ch = chunk or point["run"]["chunk"] or auto_chunk(problem, batch, block, len(snap), budget)
+        fl = s.get("flow")
+        flow = None if fl is None else (fl["windows"], fl["grid"])
+        ch = (
+            chunk
+            or point["run"]["chunk"]
+            or auto_chunk(problem, batch, block, len(snap), budget, flow)
+        )
         groups.append(
             Group(
                 cfg=cfg,

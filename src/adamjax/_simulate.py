@@ -60,6 +60,21 @@ class Observer(eqx.Module):
     def update(self, state, n, t, theta, active, args):
         raise NotImplementedError
 
+    def update_block(self, state, ns, ts, thetas, actives, args):
+        """Fold one noise block of B steps into the state: ``ns`` (B,) step numbers,
+        ``ts`` (B,) training times, ``thetas`` (B, dim) iterates, ``actives`` (B,).
+
+        The simulator calls this once per block, after the block's steps. The default
+        applies :meth:`update` step by step (a ``lax.scan``); an observer whose work
+        vectorises over the steps of a block overrides it (see ``_apt.APTObserver``):
+        a per-step body pays the loop's per-iteration cost for each of its operations.
+        """
+
+        def body(st, x):
+            return self.update(st, *x, args), None
+
+        return jax.lax.scan(body, state, (ns, ts, thetas, actives))[0]
+
 
 class SimConfig(eqx.Module):
     """Everything that shapes the compiled program (one compilation per config).
@@ -226,10 +241,8 @@ def _simulate_one(cfg: SimConfig, p: RunParams) -> RunResult:
         newly = active & bad
         diverged_step = jnp.where(newly, n, c.diverged_step)
         diverged = c.diverged | newly
-        obs = c.obs
-        if cfg.observer is not None:
-            obs = cfg.observer.update(obs, n, t, theta, ok, p.obs_args)
-        return _Carry(theta, opt_state, t, diverged, diverged_step, c.snaps, obs), None
+        out = None if cfg.observer is None else (t, theta, ok)
+        return _Carry(theta, opt_state, t, diverged, diverged_step, c.snaps, c.obs), out
 
     # Static record tables: block b holds the record steps start + 1 + rec_off[b, j],
     # written to snapshot row rec_slot[b, j] (padding points at the spare row).
@@ -253,11 +266,15 @@ def _simulate_one(cfg: SimConfig, p: RunParams) -> RunResult:
         xs = problem.draw(run_key, b, start, B, cfg.batch_size, cfg.scheme)
         ns = start + 1 + jnp.arange(B, dtype=jnp.int32)
 
-        def plain(c):
-            return jax.lax.scan(step, c, (ns, xs), unroll=cfg.unroll)[0]
+        def observe(c: _Carry, out) -> _Carry:
+            if cfg.observer is None:
+                return c
+            ts, thetas, oks = out
+            obs = cfg.observer.update_block(c.obs, ns, ts, thetas, oks, p.obs_args)
+            return c._replace(obs=obs)
 
         if not has_rec.any():
-            return plain(c), None
+            return observe(*jax.lax.scan(step, c, (ns, xs), unroll=cfg.unroll)), None
         # Blocks are walked in sub-blocks of Bs steps; only a sub-block that holds a
         # record step (an unbatched cond picks) checks, step by step, whether to copy θ
         # into its snapshot row (in place) — the other steps pay nothing for recording.
@@ -266,26 +283,28 @@ def _simulate_one(cfg: SimConfig, p: RunParams) -> RunResult:
 
         def rec_step(cc, inp):
             n, x, j = inp
-            cc = step(cc, (n, x))[0]
+            cc, out = step(cc, (n, x))
             snaps = jax.lax.cond(
                 j < K, lambda sn: sn.at[slot[j]].set(cc.theta), lambda sn: sn, cc.snaps
             )
-            return cc._replace(snaps=snaps), None
+            return cc._replace(snaps=snaps), out
 
         def sub_fn(cc, sin):
             h, n_s, x_s, j_s = sin
             return jax.lax.cond(
                 h,
-                lambda q: jax.lax.scan(rec_step, q, (n_s, x_s, j_s), unroll=cfg.unroll)[0],
-                lambda q: jax.lax.scan(step, q, (n_s, x_s), unroll=cfg.unroll)[0],
+                lambda q: jax.lax.scan(rec_step, q, (n_s, x_s, j_s), unroll=cfg.unroll),
+                lambda q: jax.lax.scan(step, q, (n_s, x_s), unroll=cfg.unroll),
                 cc,
-            ), None
+            )
 
         def split(a):
             return a.reshape(n_sub, Bs, *a.shape[1:])
 
         subs = (sub_has, split(ns), jax.tree_util.tree_map(split, xs), split(pos))
-        return jax.lax.scan(sub_fn, c, subs)[0], None
+        c, out = jax.lax.scan(sub_fn, c, subs)
+        out = jax.tree_util.tree_map(lambda a: a.reshape(B, *a.shape[2:]), out)
+        return observe(c, out), None
 
     blocks = (
         jnp.arange(n_blocks, dtype=jnp.int32),
