@@ -116,9 +116,9 @@ def bench_apt_pass2(spec: dict, rss=None, rounds: int = 3) -> list[dict]:
     rows, calls = [], []
     with mem() as m:
         t0 = time.perf_counter()
-        adamjax.simulate(cfg2, p2).theta.block_until_ready()
+        jax.block_until_ready(adamjax.simulate(cfg2, p2).theta)
         first = time.perf_counter() - t0
-        calls.append(lambda: adamjax.simulate(cfg2, p2).theta.block_until_ready())
+        calls.append(lambda: jax.block_until_ready(adamjax.simulate(cfg2, p2).theta))
     rows.append({"variant": "adamjax (simulate + APTObserver)", "first": first, "mem": m})
     with mem() as m:
         t0 = time.perf_counter()

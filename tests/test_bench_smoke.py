@@ -55,6 +55,61 @@ def test_bench_quick_table_has_expected_rows(tmp_path, capsys):
     assert "| workload | variant |" in printed and "expert" in printed
 
 
+def _load_theory():
+    path = BENCH.parent / "theory.py"
+    spec = importlib.util.spec_from_file_location("adamjax_bench_theory_smoke", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_apt_expert_baseline_computes_the_same_errors():
+    """Without noise both engines follow the same deterministic trajectory, so the
+    expert's all-windows scan must give adamjax's APT errors (float64): the baseline of
+    the ``apt-pass2`` rows measures the same work. Then the rows themselves."""
+    from adamjax import SimConfig, simulate, window_starts
+    from adamjax._apt import errors_from, prepare
+    from adamjax._run import make_plan
+    from helpers import base_spec
+
+    theory = _load_theory()
+    spec = base_spec(
+        **{
+            "problem.noise": "none",
+            "run.steps": 3000,
+            "run.seeds": 3,
+            "optimizer.eps": 1.0,  # a smooth field: the flow converges within every window
+            "run.theta0": 5.0,
+            "run.dtype": "float64",
+            "record.snapshots": 0,
+        }
+    )
+    g = make_plan(spec).groups[0]
+    starts = window_starts(3000, 6, 1.0, "power", [(0.05, 0.6, 0.0)])
+    obs, args, _ = prepare(g.cfg, g.params, starts, 1.0)
+    fields = {f: getattr(g.cfg, f) for f in g.cfg.__dataclass_fields__}
+    res = simulate(SimConfig(**{**fields, "observer": obs}), g.params._replace(obs_args=args))
+    ours = errors_from(res, starts)[0]
+    run = theory._expert_apt_run(
+        g.cfg.problem, 3000, obs.starts, obs.ends, 0.9, 0.99, 1.0, 0.05, 0.6
+    )
+    p = g.params
+    theirs = jax.jit(jax.vmap(run))(
+        jnp.asarray(p.key), jnp.asarray(p.theta0), args.ys, args.dys, args.horizon
+    )
+    assert np.all(ours > 0)
+    np.testing.assert_allclose(np.asarray(theirs), ours, rtol=1e-7)
+
+    rows = theory.bench_apt_pass2(
+        base_spec(**{"run.steps": 2000, "run.seeds": 8, "record.snapshots": 0}), rounds=1
+    )
+    assert [r["workload"] for r in rows] == ["apt-pass2"] * 2
+    assert rows[0]["variant"].startswith("adamjax") and rows[1]["variant"].startswith("expert")
+    for r in rows:
+        assert r["runs"] == 8 and r["steps"] == 2000 and r["run_steps_per_s"] > 0
+        assert r["compile_s"] >= 0
+
+
 @pytest.mark.parametrize(
     "draw",
     [
