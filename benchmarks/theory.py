@@ -17,15 +17,45 @@ import time
 import numpy as np
 
 
-def _timed(fn, repeat: int = 3):
+def _timed(fn, repeat: int = 3, info: dict | None = None):
+    t0 = time.perf_counter()
     fn()  # compile / warm up
+    first = time.perf_counter() - t0
     best_w, best_c = float("inf"), float("inf")
     for _ in range(repeat):
         w, c = time.perf_counter(), time.process_time()
         fn()
         best_w = min(best_w, time.perf_counter() - w)
         best_c = min(best_c, time.process_time() - c)
+    if info is not None:
+        info["compile_s"] = round(max(first - best_w, 0.0), 3)
     return best_w, best_c
+
+
+def _expert_vf(problem, xs, b1, b2, eps, burn: int):
+    """``f(theta) -> f̂`` at one θ: the ergodic average of m_k/(ε + √v_k) along one
+    frozen-θ chain, written as a user would — a ``lax.scan`` over the same pre-drawn
+    innovations as adamjax's estimator, started at m = v = 0 with a burn-in of
+    ``burn`` steps (adamjax solves for the stationary start instead)."""
+    import jax
+    import jax.numpy as jnp
+
+    def f(theta):
+        def body(c, x):
+            m, v, acc = c
+            g = problem.innovation(theta, x)
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            return (m, v, acc + m / (eps + jnp.sqrt(v))), None
+
+        z = jnp.zeros_like(theta)
+        c0 = jax.lax.scan(body, (z, z, z), jax.tree_util.tree_map(lambda a: a[:burn], xs))[0]
+        c0 = (c0[0], c0[1], z)
+        rest = jax.tree_util.tree_map(lambda a: a[burn:], xs)
+        acc = jax.lax.scan(body, c0, rest)[0][2]
+        return acc / (jax.tree_util.tree_leaves(xs)[0].shape[0] - burn)
+
+    return f
 
 
 def _expert_apt_run(problem, steps: int, starts, ends, b1, b2, eps, c, r):
@@ -156,6 +186,8 @@ def bench_apt_pass2(spec: dict, rss=None, rounds: int = 3) -> list[dict]:
 
 
 def bench_theory(quick: bool = False, rss=None) -> list[dict]:
+    import contextlib
+
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -180,21 +212,26 @@ def bench_theory(quick: bool = False, rss=None) -> list[dict]:
         "record": {"snapshots": 0},
     }
     backend = jax.default_backend()
+    mem = rss if rss is not None else (lambda: contextlib.nullcontext(None))
 
     # -- vector-field evaluations --------------------------------------------------
     M = 2**18
     npts = 64 if quick else 256
     th = jnp.linspace(-1.0, 1.0, npts)[:, None]
+    generic = []
     for label, kw in (
         ("quadratic fast path", {"fast": True}),
-        ("generic chain (blocked scan)", {"fast": False}),
+        ("generic chain (auto: sequential on CPU)", {"fast": False}),
+        ("generic chain (blocked scan)", {"fast": False, "scan": "blocked"}),
         ("generic chain (associative_scan)", {"fast": False, "scan": "associative"}),
     ):
         if quick and "associative" in label:
             continue
         vf = adamjax.vector_field(spec, samples=M, **kw)
         pts = th if kw.get("fast") else th[: max(8, npts // 16)]
-        w, c = _timed(lambda vf=vf, pts=pts: vf(pts)[0].block_until_ready())
+        info = {}
+        with mem() as m:
+            w, c = _timed(lambda vf=vf, pts=pts: vf(pts)[0].block_until_ready(), info=info)
         se = float(jnp.max(vf(jnp.zeros((1, 1)))[1]))
         rows.append(
             {
@@ -205,8 +242,37 @@ def bench_theory(quick: bool = False, rss=None) -> list[dict]:
                 "cpu_s": c,
                 "se_at_0": se,
                 "backend": backend,
+                "compile_s": info["compile_s"],
+                "rss_growth_mib": None if m is None else round(m.growth_mib, 1),
             }
         )
+        if not kw.get("fast"):
+            generic.append((rows[-1], vf, pts))
+    # The expert baseline: the same innovations, one sequential chain per θ.
+    row0, vf0, pts0 = generic[0]
+    burn = int(10 / (1 - 0.99))
+    ex = jax.jit(jax.vmap(_expert_vf(vf0.problem, vf0.xs, 0.9, 0.99, 1e-8, burn)))
+    info = {}
+    with mem() as m:
+        w, c = _timed(lambda: ex(pts0).block_until_ready(), info=info)
+    fe = np.asarray(ex(pts0))[:, 0]
+    fa = np.asarray(vf0(pts0)[0])[:, 0]
+    rows.append(
+        {
+            "name": f"vector field eval, expert jit(vmap(scan)) chain, M={M}",
+            "value": pts0.shape[0] / w,
+            "unit": "evals/s",
+            "wall_s": w,
+            "cpu_s": c,
+            "max_abs_diff_vs_adamjax": float(np.max(np.abs(fe - fa))),
+            "backend": backend,
+            "compile_s": info["compile_s"],
+            "rss_growth_mib": None if m is None else round(m.growth_mib, 1),
+            "vs_expert": 1.0,
+        }
+    )
+    for r, _, _ in generic:
+        r["vs_expert"] = r["value"] / rows[-1]["value"]
     vf = adamjax.vector_field(spec, samples=M)
     tab = vf.tabulate(-1.0, 1.0, 65)
     big = jnp.linspace(-1.0, 1.0, 1_000_000)[:, None]

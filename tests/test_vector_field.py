@@ -41,14 +41,36 @@ def test_noiseless_closed_form(eps):
         assert np.all(np.asarray(se2) < 1e-12)
 
 
+@pytest.mark.parametrize("kind", ["quadratic", "zhang"])
+def test_sequential_estimator_equals_the_prefix_scan_forms(kind):
+    """``scan="sequential"`` (batch sums in the loop, nothing of length M stored) gives
+    the blocked and associative estimates and standard errors, with control variates
+    (quadratic: two controls; zhang: a finite sum)."""
+    cfg = {"kind": "quadratic", "dim": 1, "noise": "exponential"}
+    pb = adamjax.make_problem(cfg if kind == "quadratic" else {"kind": "zhang", "n": 10}, F64)
+    th = jnp.asarray([[-1.5], [-0.2], [0.0], [0.7]], F64)
+    out = {}
+    for scan in ("sequential", "blocked", "associative"):
+        vf = vector_field(pb, b1=0.9, b2=0.99, eps=1e-8, samples=2**15, fast=False, scan=scan)
+        out[scan] = [np.asarray(a) for a in vf(th)]
+    for scan in ("blocked", "associative"):
+        np.testing.assert_allclose(out["sequential"][0], out[scan][0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(out["sequential"][1], out[scan][1], rtol=1e-6, atol=1e-12)
+    assert np.all(out["sequential"][1] > 0)
+    with pytest.raises(ValueError, match="scan = 'fast'"):
+        vector_field(pb, b1=0.9, b2=0.99, eps=1e-8, samples=2**15, scan="fast")
+
+
 def test_circular_ema_scans_agree():
     """Blocked recursion = associative_scan = the sequential stationary recursion."""
     x = jax.random.normal(jax.random.PRNGKey(1), (1000, 3), F64)
     blocked = jax.jit(lambda x, a: _circular_ema(x, a))
     assoc = jax.jit(lambda x, a: _circular_ema(x, a, "associative"))
+    seq = jax.jit(lambda x, a: _circular_ema(x, a, "sequential"))
     for a in (0.0, 0.5, 0.99):
         y1 = np.asarray(blocked(x, a))
         y2 = np.asarray(assoc(x, a))
+        np.testing.assert_allclose(np.asarray(seq(x, a)), y2, atol=1e-13)
         # Sequential reference: run the recursion around the circle many times.
         y = np.zeros(3)
         xs = np.asarray(x)
