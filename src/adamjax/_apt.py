@@ -96,6 +96,17 @@ def window_starts(
 # --- the observer ---------------------------------------------------------------------
 
 
+def _hermite(y0, y1, d0, d1, u, h):
+    """Cubic Hermite interpolant on [0, h] from values y0, y1 and slopes d0, d1 at u = τ/h."""
+    u2, u3 = u * u, u * u * u
+    return (
+        (2 * u3 - 3 * u2 + 1) * y0
+        + (u3 - 2 * u2 + u) * h * d0
+        + (3 * u2 - 2 * u3) * y1
+        + (u3 - u2) * h * d1
+    )
+
+
 class APTArgs(NamedTuple):
     """Per-run observer inputs (leading run axis when batched)."""
 
@@ -165,14 +176,7 @@ class APTObserver(Observer):
         pos = tau / h
         i = jnp.clip(jnp.floor(pos), 0, K - 2).astype(jnp.int32)
         u = pos - i
-        y0, y1, d0, d1 = ys[i], ys[i + 1], dys[i], dys[i + 1]
-        u2, u3 = u * u, u * u * u
-        phi = (
-            (2 * u3 - 3 * u2 + 1) * y0
-            + (u3 - 2 * u2 + u) * h * d0
-            + (3 * u2 - 2 * u3) * y1
-            + (u3 - u2) * h * d1
-        )
+        phi = _hermite(ys[i], ys[i + 1], dys[i], dys[i + 1], u, h)
         e = jnp.sqrt(jnp.sum((theta - phi) ** 2))
         err = jnp.where(inwin, jnp.maximum(state.err[j], e), state.err[j])
         last = jnp.where(inwin, n, state.last[j])
@@ -229,14 +233,7 @@ class APTObserver(Observer):
         def at(a, k):
             return jnp.take_along_axis(a, k, axis=1)  # (W, B, d)
 
-        y0, y1, d0, d1 = at(ys, i), at(ys, i + 1), at(dys, i), at(dys, i + 1)
-        u2, u3 = u * u, u * u * u
-        phi = (
-            (2 * u3 - 3 * u2 + 1) * y0
-            + (u3 - 2 * u2 + u) * h * d0
-            + (3 * u2 - 2 * u3) * y1
-            + (u3 - u2) * h * d1
-        )
+        phi = _hermite(at(ys, i), at(ys, i + 1), at(dys, i), at(dys, i + 1), u, h)
         dist = jnp.sqrt(jnp.sum((thetas - phi) ** 2, -1))  # (W, B)
         err = jnp.maximum(st.err[js], jnp.max(jnp.where(inwin, dist, 0), axis=1))
         last = jnp.maximum(st.last[js], jnp.max(jnp.where(inwin, ns, -1), axis=1))
