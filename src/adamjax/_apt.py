@@ -268,8 +268,7 @@ class APTObserver(Observer):
         # the widest block (the few early blocks where windows overlap). Each body
         # costs ~1 s of compilation on CPU; padding a few blocks costs far less.
         wmax = max(len(x) for x in live)
-        widths = sorted({min(len(x), 2) if wmax > 1 else 1 for x in live if x})
-        widths = [1 if w == 1 else wmax for w in widths]
+        widths = sorted({1 if len(x) == 1 else wmax for x in live if x})
         table = np.full((nb + 1, max(wmax, 1)), J, np.int32)
         branch = np.zeros(nb + 1, np.int32)
         for b, x in enumerate(live):
