@@ -17,6 +17,13 @@ import time
 import numpy as np
 
 
+def _mem_probe(rss):
+    """``rss`` (a context-manager class such as run.py's RSSPeak) or a no-op probe."""
+    import contextlib
+
+    return rss if rss is not None else (lambda: contextlib.nullcontext(None))
+
+
 def _timed(fn, repeat: int = 3, info: dict | None = None):
     t0 = time.perf_counter()
     fn()  # compile / warm up
@@ -111,7 +118,6 @@ def bench_apt_pass2(spec: dict, rss=None, rounds: int = 3) -> list[dict]:
     simulation that compares every step with the flow — for adamjax (``simulate`` with
     the :class:`APTObserver`) and the expert baseline (:func:`_expert_apt_run` under
     ``jit(vmap)``), timed alternately in this process; suite-style rows."""
-    import contextlib
 
     import jax
     import jax.numpy as jnp
@@ -142,7 +148,7 @@ def bench_apt_pass2(spec: dict, rss=None, rounds: int = 3) -> list[dict]:
         jnp.asarray(args.horizon),
     )
     expert = jax.jit(jax.vmap(run))
-    mem = rss if rss is not None else (lambda: contextlib.nullcontext(None))
+    mem = _mem_probe(rss)
     rows, calls = [], []
     with mem() as m:
         t0 = time.perf_counter()
@@ -186,7 +192,6 @@ def bench_apt_pass2(spec: dict, rss=None, rounds: int = 3) -> list[dict]:
 
 
 def bench_theory(quick: bool = False, rss=None) -> list[dict]:
-    import contextlib
 
     import jax
 
@@ -212,7 +217,7 @@ def bench_theory(quick: bool = False, rss=None) -> list[dict]:
         "record": {"snapshots": 0},
     }
     backend = jax.default_backend()
-    mem = rss if rss is not None else (lambda: contextlib.nullcontext(None))
+    mem = _mem_probe(rss)
 
     # -- vector-field evaluations --------------------------------------------------
     M = 2**18
