@@ -11,6 +11,7 @@ on a shared machine the latter is the more stable number).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
@@ -123,19 +124,18 @@ def bench_apt_pass2(spec: dict, rss=None, rounds: int = 3) -> list[dict]:
     import jax.numpy as jnp
 
     import adamjax
-    from adamjax._apt import FieldOptions, prepare
-    from adamjax._run import make_plan
 
-    g = make_plan(spec).groups[0]
+    g = adamjax.make_plan(spec).groups[0]
     cfg, params = g.cfg, g.params
     R, steps, d = len(g.index), cfg.steps, cfg.problem.dim
     s = params.sched
     starts = adamjax.window_starts(
         steps, 12, 1.0, cfg.schedule, [(float(s.c[0]), float(s.r[0]), float(s.n0[0]))]
     )
-    obs, args, _ = prepare(cfg, params, starts, 1.0, FieldOptions(target_se=2e-4))
-    fields = {f: getattr(cfg, f) for f in cfg.__dataclass_fields__}
-    cfg2 = adamjax.SimConfig(**{**fields, "observer": obs})
+    obs, args, _ = adamjax.apt_prepare(
+        cfg, params, starts, 1.0, adamjax.FieldOptions(target_se=2e-4)
+    )
+    cfg2 = dataclasses.replace(cfg, observer=obs)
     p2 = params._replace(obs_args=args)
     o = params.opt
     hp = [float(a[0]) for a in (o.b1, o.b2, o.eps, s.c, s.r)]
@@ -199,8 +199,6 @@ def bench_theory(quick: bool = False, rss=None) -> list[dict]:
     import jax.numpy as jnp
 
     import adamjax
-    from adamjax._apt import FieldOptions
-    from adamjax._run import make_plan
 
     rows: list[dict] = []
     spec = {
@@ -295,12 +293,12 @@ def bench_theory(quick: bool = False, rss=None) -> list[dict]:
     )
 
     # -- APT pipeline ----------------------------------------------------------------
-    plan = make_plan(spec)
+    plan = adamjax.make_plan(spec)
     g = plan.groups[0]
     R, steps = len(g.index), spec["run"]["steps"]
     w0, c0 = time.perf_counter(), time.process_time()
     res = adamjax.apt_error(
-        g.cfg, g.params, horizon=1.0, windows=12, options=FieldOptions(target_se=2e-4)
+        g.cfg, g.params, horizon=1.0, windows=12, options=adamjax.FieldOptions(target_se=2e-4)
     )
     w_apt, c_apt = time.perf_counter() - w0, time.process_time() - c0
     w0, c0 = time.perf_counter(), time.process_time()

@@ -1,0 +1,49 @@
+"""Running a plan's groups: one simulate call per group (and unit), results as flat arrays."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from .._engine.simulate import simulate
+from .plan import Group, Plan
+
+
+def run_group(plan: Plan, group: Group, *, runner=None, progress=None, sl=slice(None)):
+    """Simulate the runs ``sl`` of one group; returns ``{var: array}`` (leading run axis)
+    with the engine's variables and those of the plan's recorders."""
+    params = jax.tree_util.tree_map(lambda a: a[sl], group.params)
+    res = simulate(group.cfg, params, chunk=group.chunk, runner=runner, progress=progress)
+    out = {
+        "theta_final": res.theta,
+        "loss_final": res.loss,
+        "grad_norm_final": res.grad_norm,
+        "t_final": res.t,
+        "diverged": res.diverged,
+        "diverged_step": res.diverged_step,
+        "theta": res.snapshots,
+        "loss": res.snapshot_loss,
+    }
+    if plan.has_minimizer:
+        m = np.asarray(group.cfg.problem.minimizer)
+        out["gap_final"] = np.linalg.norm(res.theta - m[None, :], axis=-1)
+    for rec in plan.recorders:
+        out.update(rec.finalize(group, res))
+    return out
+
+
+def execute(plan: Plan, *, progress=None) -> dict[str, np.ndarray]:
+    """Run every group in memory; returns flat arrays indexed by flat run index.
+    ``progress(k)`` is told of every k run-steps done."""
+    flat: dict[str, np.ndarray] = {}
+    for g in plan.groups:
+        out = run_group(plan, g, progress=None if progress is None else _steps(progress, plan))
+        for k, v in out.items():
+            if k not in flat:
+                flat[k] = np.zeros((plan.n_runs, *v.shape[1:]), v.dtype)
+            flat[k][g.index] = v
+    return flat
+
+
+def _steps(progress, plan: Plan):
+    return lambda runs: progress(runs * plan.steps)

@@ -1,0 +1,309 @@
+"""From a normalised spec to a :class:`Plan`: groups of runs that share one compiled program.
+
+Pipeline of ``adamjax.run``::
+
+    spec ──load_spec──▶ normalised spec ──make_plan──▶ Plan ──execute / sweep──▶
+    flat results ──to_dataset──▶ xarray.Dataset (docs/RESULTS.md layout)
+
+A plan holds, per group, the :class:`~adamjax.SimConfig` (what shapes the
+program, including the observer of a recorder), the per-run parameter arrays
+and the flat indices of its runs. Runs are numbered in C order over (sweep
+axes…, seed): the flat index of grid point g and seed s is ``g * seeds + s``.
+Seed s uses the key ``fold_in(PRNGKey(spec.seed), s)`` at every grid point
+(common random numbers). Recorders (``recorders``) are created and prepared
+here, so that running a plan needs nothing but the plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._engine.errors import SpecError
+from .._engine.optimizers import OptHParams
+from .._engine.problems.base import Problem
+from .._engine.problems.registry import make_problem, problem_dim
+from .._engine.sampling import run_keys
+from .._engine.schedules import SchedHParams
+from .._engine.simulate import RunParams, SimConfig, default_block, log_spaced_steps
+from .recorders import Recorder, default_recorders
+from .spec import LoadedSpec, axes_of, grid_points, load_spec
+
+# Separate random stream for the θ0 perturbation (run.theta0_std).
+_THETA0_TAG = 0x7E7A
+
+# The engine's variables (``execute.run_group``): name → trailing dims after (sweep
+# axes…, seed). ``gap_final`` exists where the problem's minimiser is known.
+VARIABLES: dict[str, tuple[str, ...]] = {
+    "theta_final": ("dim",),
+    "loss_final": (),
+    "grad_norm_final": (),
+    "t_final": (),
+    "diverged": (),
+    "diverged_step": (),
+    "theta": ("snapshot", "dim"),
+    "loss": ("snapshot",),
+    "gap_final": (),
+}
+
+# On a CPU, batches beyond ~10⁴ runs fall out of cache and run slower
+# (benchmarks: 86–92 M run-steps/s at 8–16 k runs, 53–59 M at 10⁵–10⁶).
+CPU_CHUNK_CAP = 2**14
+
+
+@dataclass
+class Group:
+    """Runs sharing one compiled program: ``cfg`` (with the recorder's observer, if
+    any), ``params`` (NumPy leaves, leading axis = the group's runs, with the
+    observer's ``obs_args``), their flat run indices, the resolved spec of the first
+    grid point, the dtype and the runs per chunk."""
+
+    cfg: SimConfig
+    params: RunParams
+    index: np.ndarray
+    point: dict
+    dtype: Any
+    chunk: int
+
+
+@dataclass
+class Plan:
+    """A validated spec cut into :class:`Group`s, with everything the results need:
+    the sweep axes, seeds, θ's dimension, the snapshot steps, the recorders and the
+    declared variables (name → trailing dims) and extra coordinates."""
+
+    loaded: LoadedSpec
+    axes: list[tuple[str, list]]
+    zip_coords: dict[str, list]
+    seeds: int
+    dim: int
+    snapshot_steps: np.ndarray
+    groups: list[Group]
+    n_points: int
+    has_minimizer: bool
+    recorders: list[Recorder] = field(default_factory=list)
+
+    @property
+    def spec(self) -> dict:
+        return self.loaded.spec
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for _, v in self.axes)
+
+    @property
+    def n_runs(self) -> int:
+        return self.n_points * self.seeds
+
+    @property
+    def steps(self) -> int:
+        return self.spec["run"]["steps"]
+
+    @property
+    def variables(self) -> dict[str, tuple[str, ...]]:
+        out = dict(VARIABLES)
+        if not self.has_minimizer:
+            del out["gap_final"]
+        for rec in self.recorders:
+            out.update(rec.variables)
+        return out
+
+    @property
+    def coords(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for rec in self.recorders:
+            out.update(rec.coords)
+        return out
+
+
+def _program_key(point: dict) -> str:
+    run = point["run"]
+    return json.dumps(
+        [
+            point["problem"],
+            point["optimizer"]["kind"],
+            point["optimizer"]["bias_correction"],
+            point["schedule"]["kind"],
+            point["sampling"],
+            {k: run[k] for k in ("steps", "dtype", "bound", "block", "fast_pow")},
+        ],
+        sort_keys=True,
+    )
+
+
+def run_dtype(name: str):
+    """The JAX dtype of ``run.dtype``; float64 switches on x64 mode (which does not change
+    float32 results)."""
+    if name == "float64" and not jax.config.read("jax_enable_x64"):
+        jax.config.update("jax_enable_x64", True)
+    return jnp.float64 if name == "float64" else jnp.float32
+
+
+def auto_chunk(
+    problem: Problem,
+    batch_size: int,
+    block: int,
+    n_record: int,
+    budget: float,
+    extra_bytes_per_run: int = 0,
+) -> int:
+    """Runs per chunk so that the live buffers of one chunk fit in ``budget`` bytes.
+
+    ``extra_bytes_per_run`` is what the recorders hold per run (their observer state).
+    """
+    d = int(problem.dim)
+    per_run = 8 * (
+        block * batch_size * problem.sample_numel + (8 + n_record) * d + 4 * batch_size * d
+    )
+    per_run += extra_bytes_per_run
+    cap = CPU_CHUNK_CAP if jax.default_backend() == "cpu" else 2**20
+    return int(max(1, min(cap, budget // max(per_run, 1))))
+
+
+def default_budget() -> float:
+    """Bytes one chunk may use: a quarter of the device memory when JAX reports it, else 1 GiB."""
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+        limit = stats.get("bytes_limit")
+        if limit:
+            return float(limit) / 4
+    except Exception:  # noqa: BLE001 - CPU devices report nothing
+        pass
+    return float(2**30)
+
+
+def make_plan(spec, *, chunk: int | None = None, budget: float | None = None) -> Plan:
+    """Validate ``spec`` and build its :class:`Plan`, recorders prepared (with ``[flow]``
+    this runs the APT pass 1 and integrates the flows); no simulation of the runs yet.
+
+    Args:
+        spec: a path to a TOML file, a dict, or a loaded spec.
+        chunk: runs per chunk (overrides ``run.chunk`` and the memory budget).
+        budget: bytes per device for one chunk (default: :func:`default_budget`).
+    """
+    loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    s = loaded.spec
+    axes = axes_of(s)
+    zip_coords = dict(list(s["zip"].items())[1:]) if s["zip"] else {}
+    points = list(grid_points(s))
+    seeds = s["run"]["seeds"]
+    dims = {problem_dim(p["problem"]) for p in points}
+    if len(dims) > 1:
+        raise SpecError(
+            f"sweep: grid points have different θ dimensions {sorted(dims)}; "
+            "sweep problems of one dimension at a time"
+        )
+    dim = dims.pop()
+    steps = s["run"]["steps"]
+    snap = np.asarray(log_spaced_steps(steps, s["record"]["snapshots"]), np.int64)
+    budget = default_budget() if budget is None else budget
+
+    by_key: dict[str, list[int]] = {}
+    for g, p in enumerate(points):
+        by_key.setdefault(_program_key(p), []).append(g)
+
+    groups = []
+    has_min = True
+    for gids in by_key.values():
+        point = points[gids[0]]
+        dtype = run_dtype(point["run"]["dtype"])
+        problem = make_problem(point["problem"], dtype)
+        has_min = has_min and problem.minimizer is not None
+        batch = point["sampling"]["batch_size"]
+        cfg = SimConfig(
+            problem=problem,
+            optimizer=point["optimizer"]["kind"],
+            schedule=point["schedule"]["kind"],
+            scheme=point["sampling"]["scheme"],
+            batch_size=batch,
+            steps=steps,
+            block=point["run"]["block"] or default_block(problem, batch),
+            record_steps=tuple(int(x) for x in snap),
+            bias_correction=point["optimizer"]["bias_correction"],
+            bound=point["run"]["bound"],
+            fast_pow=point["run"]["fast_pow"],
+        )
+        params, index = _group_params(
+            [points[g] for g in gids], gids, seeds, s["seed"], problem, dtype
+        )
+        groups.append(Group(cfg=cfg, params=params, index=index, point=point, dtype=dtype, chunk=0))
+
+    recorders = default_recorders(s, groups, steps)
+    for g in groups:
+        extra = sum(r.bytes_per_run(dim, g.cfg.block) for r in recorders)
+        ch = (
+            chunk
+            or g.point["run"]["chunk"]
+            or auto_chunk(g.cfg.problem, g.cfg.batch_size, g.cfg.block, len(snap), budget, extra)
+        )
+        g.chunk = min(ch, len(g.index))
+    plan = Plan(
+        loaded=loaded,
+        axes=axes,
+        zip_coords=zip_coords,
+        seeds=seeds,
+        dim=dim,
+        snapshot_steps=snap,
+        groups=groups,
+        n_points=len(points),
+        has_minimizer=has_min,
+        recorders=recorders,
+    )
+    for rec in recorders:
+        for g, (obs, args) in zip(plan.groups, rec.prepare(plan), strict=True):
+            if obs is None:
+                continue
+            if g.cfg.observer is not None:
+                raise SpecError("recorders: only one recorder with an observer per plan")
+            g.cfg = dataclasses.replace(g.cfg, observer=obs)
+            g.params = g.params._replace(obs_args=args)
+    return plan
+
+
+def _group_params(
+    points, gids, seeds, base_seed, problem: Problem, dtype
+) -> tuple[RunParams, np.ndarray]:
+    d = int(problem.dim)
+    npd = np.float64 if dtype == jnp.float64 else np.float32
+
+    def col(table, key):
+        return np.repeat(np.asarray([p[table][key] for p in points], npd), seeds)
+
+    theta0 = []
+    default0 = problem.default_theta0()
+    for p in points:
+        th = p["run"]["theta0"]
+        if th is None:
+            th = np.ones(d) if default0 is None else np.asarray(default0)
+        theta0.append(np.broadcast_to(np.asarray(th, np.float64), (d,)))
+    theta0 = np.repeat(np.asarray(theta0, npd), seeds, axis=0)
+    seed_idx = np.tile(np.arange(seeds), len(points))
+    keys = np.asarray(run_keys(base_seed, seed_idx))
+    std = col("run", "theta0_std")
+    if np.any(std > 0):
+        noise = jax.vmap(
+            lambda k: jax.random.normal(jax.random.fold_in(k, _THETA0_TAG), (d,), dtype)
+        )(keys)
+        theta0 = (theta0 + std[:, None] * np.asarray(noise)).astype(npd)
+    params = RunParams(
+        key=keys,
+        theta0=theta0,
+        opt=OptHParams(
+            b1=col("optimizer", "b1"),
+            b2=col("optimizer", "b2"),
+            eps=col("optimizer", "eps"),
+            eps_root=col("optimizer", "eps_root"),
+            initial_accumulator=col("optimizer", "initial_accumulator"),
+        ),
+        sched=SchedHParams(
+            c=col("schedule", "c"), r=col("schedule", "r"), n0=col("schedule", "n0")
+        ),
+    )
+    index = (np.asarray(gids)[:, None] * seeds + np.arange(seeds)[None, :]).reshape(-1)
+    return params, index

@@ -1,0 +1,119 @@
+"""Recorders: per-run outputs beyond the engine's, declared once, prepared with the plan.
+
+A :class:`Recorder` declares its variables (name → trailing dims), its
+coordinates and the bytes it needs per run (for the chunk size) when it is
+created; :meth:`Recorder.prepare` gives each group of the plan the engine
+:class:`~adamjax.Observer` and its per-run inputs (called by ``make_plan``);
+:meth:`Recorder.finalize` turns a group's simulation result into the declared
+variables (called by ``execute``); :meth:`Recorder.summarize` adds dataset-level
+results once the whole dataset exists (called by ``run`` in memory and by
+``sweep`` on the store). The dataset assembly and the store never call a recorder.
+
+The one recorder today, :class:`APTRecorder`, is the ``[flow]`` table: the APT
+error of every run (``_theory.apt``).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import numpy as np
+
+from .._engine.errors import SpecError
+from .._engine.simulate import Observer, RunResult
+from .._theory.apt import FieldOptions, apt_errors_from, apt_prepare, fit_decay, window_starts
+
+
+class Recorder(abc.ABC):
+    """Per-run outputs of a plan (see the module docstring)."""
+
+    #: variable name → trailing dims after (sweep axes…, seed)
+    variables: dict[str, tuple[str, ...]]
+    #: extra coordinates of the dataset (name → (dim, values))
+    coords: dict[str, Any]
+
+    @abc.abstractmethod
+    def bytes_per_run(self, dim: int, block: int) -> int:
+        """Memory one run of a chunk needs for this recorder (sizes the chunks)."""
+
+    @abc.abstractmethod
+    def prepare(self, plan) -> list[tuple[Observer | None, Any]]:
+        """Per group of ``plan``: the engine observer and its per-run inputs (leading run
+        axis over the group's runs), or ``(None, None)``."""
+
+    @abc.abstractmethod
+    def finalize(self, group, result: RunResult) -> dict[str, np.ndarray]:
+        """The declared variables of the runs in ``result`` (leading run axis)."""
+
+    def summarize(self, ds):
+        """Dataset-level results added to the complete dataset ``ds``; returns it."""
+        return ds
+
+
+class APTRecorder(Recorder):
+    """The ``[flow]`` table: ``apt_error`` (…, seed, window), ``vf_se`` (…, seed, window,
+    dim), ``flow_ok`` and the coordinate ``window_start``; :meth:`summarize` adds
+    ``apt_decay_exponent`` per grid point (also an attribute when there is no sweep).
+
+    Reference: Dereich, Jentzen & Kassing (2025), Thm 1.5.
+    """
+
+    variables = {"apt_error": ("window",), "vf_se": ("window", "dim"), "flow_ok": ("window",)}
+
+    def __init__(self, flow: dict, seed: int, groups, steps: int):
+        """``flow`` the validated ``[flow]`` table, ``seed`` the spec's seed, ``groups``
+        the plan's groups (their schedules fix the window starts)."""
+        self.flow = flow
+        self.options = FieldOptions(
+            **{k: flow[k] for k in FieldOptions._fields if k != "seed"}, seed=seed
+        )
+        kinds = {g.cfg.schedule for g in groups}
+        if len(kinds) > 1:
+            raise SpecError("flow: all grid points must share one schedule kind")
+        scheds = set()
+        for g in groups:
+            R = len(g.index)
+            s = g.params.sched
+            rows = np.stack([np.broadcast_to(np.asarray(a, np.float64), (R,)) for a in s], -1)
+            scheds |= {tuple(r) for r in np.unique(rows, axis=0)}
+        self.starts = window_starts(
+            steps, flow["windows"], flow["horizon"], kinds.pop(), sorted(scheds), flow["first"]
+        )
+        self.coords = {"window_start": ("window", self.starts)}
+
+    def bytes_per_run(self, dim: int, block: int) -> int:
+        # The flow table (values and slopes, windows × grid × dim) and the block of
+        # iterates its observer reads (block × (dim + 2)).
+        windows, grid = self.flow["windows"], self.flow["grid"]
+        return 8 * (2 * windows * grid * dim + windows * (dim + 6) + block * (dim + 2))
+
+    def prepare(self, plan):
+        out = []
+        for g in plan.groups:
+            obs, args, _ = apt_prepare(
+                g.cfg, g.params, self.starts, self.flow["horizon"], self.options, chunk=g.chunk
+            )
+            out.append((obs, args))
+        return out
+
+    def finalize(self, group, result):
+        err, se, ok = apt_errors_from(result, self.starts)
+        return {"apt_error": err, "vf_se": se, "flow_ok": ok}
+
+    def summarize(self, ds):
+        n = ds["window_start"].values
+        med = ds["apt_error"].median("seed", skipna=True)
+        lead = med.dims[:-1]
+        vals = np.apply_along_axis(lambda m: fit_decay(n, m), -1, med.values)
+        ds["apt_decay_exponent"] = (lead, np.asarray(vals))
+        if not lead:
+            ds.attrs["apt_decay_exponent"] = float(vals)
+        return ds
+
+
+def default_recorders(spec: dict, groups, steps: int) -> list[Recorder]:
+    """The recorders a normalised spec asks for: :class:`APTRecorder` with ``[flow]``."""
+    if spec.get("flow") is None:
+        return []
+    return [APTRecorder(spec["flow"], spec["seed"], groups, steps)]

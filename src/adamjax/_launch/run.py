@@ -1,0 +1,108 @@
+"""The launcher's entry points: :func:`run` (spec → results) and :func:`vector_field`
+of a spec's grid point."""
+
+from __future__ import annotations
+
+from .._engine.problems.base import Problem
+from .._engine.problems.registry import make_problem
+from .._theory import vector_field as _vf
+from .dataset import to_dataset
+from .execute import execute
+from .plan import make_plan, run_dtype
+from .progress import Progress
+from .spec import grid_points, load_spec
+from .sweep import run_to_store
+
+
+def run(
+    spec,
+    out=None,
+    *,
+    progress: bool | None = None,
+    chunk: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    budget: float | None = None,
+):
+    """Run an experiment spec (TOML path or dict) and return its results.
+
+    Returns an ``xarray.Dataset`` with the layout of ``docs/RESULTS.md``: one dim per
+    sweep axis (named by its dotted key), ``seed``, ``snapshot``, ``dim`` (and
+    ``window`` with ``[flow]``); variables ``theta_final``, ``loss_final``,
+    ``grad_norm_final``, ``t_final``, ``diverged``, ``diverged_step``,
+    ``snapshot_step``, ``theta``, ``loss`` (and ``gap_final`` where the minimiser
+    is known). Bad input raises ``ValueError`` (:class:`SpecError`) naming the key
+    and the value.
+
+    Args:
+        spec: a path to a TOML spec, or the same content as a dict.
+        out: a folder: the results are also stored under ``out/<name>/results.zarr``
+            (unit by unit, see ``docs/RESULTS.md``) and the returned dataset reads
+            from there.
+        progress: None (a bar on a terminal), True or False.
+        chunk: runs per chunk; overrides ``run.chunk`` and the automatic size from
+            ``budget`` (bytes per device; default a quarter of the device memory,
+            1 GiB on CPU).
+        resume: with ``out``, skip the units an interrupted run of the same spec
+            completed.
+        force: with ``out``, overwrite a folder holding another spec's results.
+    """
+    plan = make_plan(spec, chunk=chunk, budget=budget)
+    if out is not None:
+        explicit = chunk is not None or plan.spec["run"]["chunk"] is not None
+        return run_to_store(
+            plan, out, progress=progress, resume=resume, force=force, explicit_chunk=explicit
+        )
+    mode = ("bar" if _isatty() else "off") if progress is None else progress
+    bar = Progress(plan.n_runs * plan.steps, 0, plan.spec["name"], mode)
+    try:
+        flat = execute(plan, progress=bar.update)
+    finally:
+        bar.close()
+    ds = to_dataset(plan, flat)
+    for rec in plan.recorders:
+        ds = rec.summarize(ds)
+    return ds
+
+
+def _isatty() -> bool:
+    import sys
+
+    return sys.stderr.isatty()
+
+
+def vector_field(spec_or_problem, *, point: int = 0, **kwargs) -> _vf.VectorField:
+    """The Adam vector field f of a :class:`Problem`, or of a spec's grid point ``point``.
+
+    With a spec, the problem (in the spec's ``run.dtype``, cast to the field's dtype),
+    the optimiser kind, (β1, β2, ε, ε_root) and the batch size come from the grid
+    point unless given in ``kwargs``. Every other argument is that of the theory
+    layer's estimator; see the module docstring of ``_theory.vector_field``:
+
+    Args:
+        b1, b2, eps, eps_root, optimizer, batch_size: the hyperparameters.
+        samples, target_se, at, max_samples, batches: the accuracy (chain length M, or a
+            target SE reached from a pilot at the points ``at``).
+        control_variate, method, fast, scan, seed, dtype: see ``_theory.vector_field``.
+
+    Returns:
+        A :class:`VectorField`: ``vf(theta) -> (f, se)`` for θ of shape (…, dim).
+
+    Reference: Dereich, Jentzen & Kassing (2025), Def. 1.3 and eq. (6).
+    """
+    # None means "the default" for every argument (as in the estimator's signature).
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if isinstance(spec_or_problem, Problem):
+        return _vf.vector_field(spec_or_problem, **kwargs)
+    p = list(grid_points(load_spec(spec_or_problem).spec))[point]
+    problem = make_problem(p["problem"], run_dtype(p["run"]["dtype"]))
+    o = p["optimizer"]
+    given = {
+        "optimizer": o["kind"],
+        "b1": o["b1"],
+        "b2": o["b2"],
+        "eps": o["eps"],
+        "eps_root": o["eps_root"],
+        "batch_size": p["sampling"]["batch_size"],
+    }
+    return _vf.vector_field(problem, **{**given, **kwargs})

@@ -1,0 +1,252 @@
+"""Experiment specs: loading, validation, defaults, and sweep expansion.
+
+A spec is data (a TOML file or the same content as a dict) — nothing in it is
+evaluated. :func:`load_spec` returns a normalised spec (every key present, with
+its default; the keys and defaults are those of ``schema``) or raises
+:class:`SpecError` (a ``ValueError``) whose one-line message names the offending
+key and value. The format is documented in ``docs/SPEC.md``.
+
+Sweeps: ``[sweep]`` maps dotted keys (``"optimizer.b1"``) to lists; the grid is
+their Cartesian product in the order written. ``[zip]`` maps dotted keys to
+lists of one common length that vary together along a single axis (named by the
+first key). Every grid point runs ``run.seeds`` seeds; seed s sees the same
+random stream at every grid point (common random numbers), so differences
+between grid points come from the hyperparameters alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import os
+import re
+import tomllib
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from .._engine.errors import AssumptionWarning, SpecError, beta_warning_text
+from .._engine.params import fmt
+from .._engine.problems.registry import BUILTINS, problem_dim, resolve
+from .schema import EXTRA_TABLES, NOT_SWEEPABLE, OPTIONAL_TABLES, SCHEMA, problem_params
+
+
+def _param(key: str, kind: str):
+    """The :class:`Param` of a dotted key (``[problem]`` keys: of problem ``kind``)."""
+    table, _, name = key.rpartition(".")
+    if table == "problem" and name != "kind":
+        return BUILTINS[kind].params.get(name)
+    return SCHEMA.get(table, {}).get(name) if table else None
+
+
+def read_spec(spec) -> tuple[dict, str | None]:
+    """A TOML path (str/PathLike) or a dict → (raw dict, TOML text or None)."""
+    if isinstance(spec, dict):
+        return copy.deepcopy(spec), None
+    if isinstance(spec, str | os.PathLike):
+        path = os.fspath(spec)
+        if not os.path.isfile(path):
+            raise SpecError(f"spec = {fmt(path)}: no such file")
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", errors="replace")
+        try:
+            return tomllib.loads(text), text
+        except tomllib.TOMLDecodeError as e:
+            msg = " ".join(str(e).split())
+            raise SpecError(f"spec = {fmt(path)}: invalid TOML: {msg}") from None
+    raise SpecError(f"spec = {type(spec).__name__}: expected a path to a TOML file or a dict")
+
+
+def _known(table: str) -> str:
+    return ", ".join(k for k in SCHEMA[table])
+
+
+def validate(raw: dict) -> dict:
+    """Validate a raw spec dict and fill defaults; raises :class:`SpecError`."""
+    if not isinstance(raw, dict):
+        raise SpecError("spec: expected a table of keys")
+    spec: dict[str, Any] = {}
+    for k, v in raw.items():
+        if k in SCHEMA and k != "" or k in ("sweep", "zip"):
+            if not isinstance(v, dict):
+                raise SpecError(f"{k} = {fmt(v)}: expected a table [{k}]")
+            continue
+        if k in EXTRA_TABLES and isinstance(v, dict):
+            continue
+        if k not in SCHEMA[""]:
+            raise SpecError(
+                f"{k} = {fmt(v)}: unknown key (known: {_known('')}, and tables "
+                f"{', '.join(t for t in SCHEMA if t)}, sweep, zip)"
+            )
+        spec[k] = SCHEMA[""][k].parse(k, v)
+    if "name" not in spec:
+        raise SpecError("name: missing (a required string naming the output folder)")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", spec["name"]):
+        raise SpecError(f"name = {fmt(spec['name'])}: use letters, digits, '_', '-', '.'")
+    for k, p in SCHEMA[""].items():
+        spec.setdefault(k, p.default)
+
+    for table in SCHEMA:
+        if not table:
+            continue
+        given = raw.get(table)
+        if given is None and table in OPTIONAL_TABLES:
+            spec[table] = None
+            continue
+        given = given or {}
+        if table == "problem":
+            kind = SCHEMA["problem"]["kind"].parse("problem.kind", given.get("kind", "quadratic"))
+            spec[table] = resolve({**given, "kind": kind})
+            continue
+        out = {}
+        for k, v in given.items():
+            if k not in SCHEMA[table]:
+                raise SpecError(f"{table}.{k} = {fmt(v)}: unknown key (known: {_known(table)})")
+            out[k] = SCHEMA[table][k].parse(f"{table}.{k}", v)
+        for k, p in SCHEMA[table].items():
+            out.setdefault(k, p.default)
+        spec[table] = out
+
+    kind = spec["problem"]["kind"]
+    spec["sweep"] = _validate_axes(raw.get("sweep") or {}, "sweep", kind)
+    spec["zip"] = _validate_axes(raw.get("zip") or {}, "zip", kind)
+    if spec["zip"]:
+        lens = {len(v) for v in spec["zip"].values()}
+        if len(lens) > 1:
+            k = list(spec["zip"])[0]
+            raise SpecError(
+                f"zip: lists of different lengths ({sorted(lens)}); {k} has {len(spec['zip'][k])}"
+            )
+    both = set(spec["sweep"]) & set(spec["zip"])
+    if both:
+        raise SpecError(f"sweep.{sorted(both)[0]}: also in [zip]")
+
+    # Cross-key checks on every grid point (cheap: the grid is data). The β1² ≥ β2
+    # warning is issued once per spec, not once per grid point.
+    outside = [point for point in grid_points(spec) if check_point(point, warn=False)]
+    if outside:
+        opt = outside[0]["optimizer"]
+        n = len(list(grid_points(spec))) if spec["sweep"] or spec["zip"] else 1
+        where = f" ({len(outside)} of {n} grid points)" if n > 1 else ""
+        warnings.warn(
+            beta_warning_text(opt["b1"], opt["b2"], where), AssumptionWarning, stacklevel=3
+        )
+    return spec
+
+
+def _validate_axes(axes: dict, what: str, kind: str) -> dict:
+    out = {}
+    for key, vals in axes.items():
+        param = _param(key, kind)
+        if param is None:
+            table = key.rpartition(".")[0]
+            hint = (
+                f"not a parameter of problem {kind!r} (its parameters: "
+                f"{', '.join(sorted(problem_params([kind])))})"
+                if table == "problem"
+                else 'not a sweepable key (use a dotted key such as "optimizer.b1")'
+            )
+            raise SpecError(f"{what}.{key} = {fmt(vals)}: {hint}")
+        if key in NOT_SWEEPABLE:
+            raise SpecError(f"{what}.{key} = {fmt(vals)}: cannot be swept")
+        if not isinstance(vals, list) or not vals:
+            raise SpecError(f"{what}.{key} = {fmt(vals)}: expected a non-empty list of values")
+        try:
+            checked = [param.parse(key, v) for v in vals]
+        except SpecError as e:
+            raise SpecError(f"{what}.{e}") from None
+        if len({json.dumps(v) for v in checked}) != len(checked):
+            raise SpecError(f"{what}.{key} = {fmt(vals)}: values repeat")
+        out[key] = checked
+    return out
+
+
+def axes_of(spec: dict) -> list[tuple[str, list]]:
+    """Result dims other than ``seed``: one per ``[sweep]`` key, then one for ``[zip]``."""
+    axes = [(k, v) for k, v in spec["sweep"].items()]
+    if spec["zip"]:
+        first = next(iter(spec["zip"]))
+        axes.append((first, spec["zip"][first]))
+    return axes
+
+
+def grid_points(spec: dict):
+    """Yield the fully resolved spec of every grid point, in C order of :func:`axes_of`."""
+    sweep = list(spec["sweep"].items())
+    zlen = len(next(iter(spec["zip"].values()))) if spec["zip"] else None
+    ranges = [range(len(v)) for _, v in sweep] + ([range(zlen)] if zlen else [])
+    for idx in itertools.product(*ranges):
+        point = copy.deepcopy({k: v for k, v in spec.items() if k not in ("sweep", "zip")})
+        for (key, vals), i in zip(sweep, idx, strict=False):
+            _set(point, key, vals[i])
+        if zlen:
+            for key, vals in spec["zip"].items():
+                _set(point, key, vals[idx[-1]])
+        yield point
+
+
+def _set(point: dict, key: str, value):
+    table, _, name = key.rpartition(".")
+    point[table][name] = value
+
+
+def check_point(point: dict, *, warn: bool = True) -> bool:
+    """Cross-key checks of one resolved grid point; raises :class:`SpecError`.
+
+    Returns whether the point is outside the theory's assumption (β1² ≥ β2 for
+    Adam/AMSGrad), warning about it when ``warn``.
+    """
+    prob, opt, samp, run = point["problem"], point["optimizer"], point["sampling"], point["run"]
+    prob = point["problem"] = resolve(prob)  # the problem's own cross-key checks
+    d = problem_dim(prob)
+    th = run["theta0"]
+    if isinstance(th, list) and len(th) != d:
+        raise SpecError(
+            f"run.theta0 = {fmt(th)}: expected a number or {d} values (the problem's dimension)"
+        )
+    if BUILTINS[prob["kind"]].stream and samp["scheme"] != "iid":
+        raise SpecError(
+            f"sampling.scheme = {fmt(samp['scheme'])}: problem {prob['kind']!r} draws "
+            f'fresh noise every step, so only "iid" applies'
+        )
+    outside = opt["kind"] in ("adam", "amsgrad") and opt["b1"] ** 2 >= opt["b2"]
+    if outside and warn:
+        warnings.warn(beta_warning_text(opt["b1"], opt["b2"]), AssumptionWarning, stacklevel=3)
+    return outside
+
+
+def spec_toml(raw: dict) -> str:
+    """Render a spec dict as TOML text (for the ``spec`` attribute of results)."""
+    try:
+        import tomli_w
+    except ImportError:  # pragma: no cover - minimal installs (e.g. accelerator images)
+        return json.dumps(raw, indent=1, sort_keys=True)
+
+    def strip(d):
+        return {k: strip(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
+
+    return tomli_w.dumps(strip(raw))
+
+
+def spec_hash(spec: dict) -> str:
+    """SHA-256 of the normalised spec (what the results depend on)."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class LoadedSpec:
+    spec: dict  # normalised
+    text: str  # TOML text
+    hash: str
+
+
+def load_spec(spec) -> LoadedSpec:
+    """Read and validate a spec (path or dict)."""
+    raw, text = read_spec(spec)
+    norm = validate(raw)
+    return LoadedSpec(
+        spec=norm, text=text if text is not None else spec_toml(raw), hash=spec_hash(norm)
+    )

@@ -1,0 +1,334 @@
+"""On-disk results: the layout of ``OUT/<name>/``, its lock, and durable writes.
+
+This module stores; it does not run anything (``sweep`` runs units into it).
+
+Layout of ``OUT/<name>/``::
+
+    results.zarr/     the dataset (SPEC §3), readable with ``xarray.open_zarr``
+    layout.json       spec hash + how the runs are cut into units (written after
+                      the skeleton: its presence means the skeleton is complete)
+    progress/u000017  completion marker of unit 17 (written after its data is durable)
+
+**Units.** The lead dims of every variable are ``(*sweep axes, seed)`` and runs
+are numbered in C order over them. A *unit* is a block of runs that is one
+zarr chunk of every variable: size 1 on the outer lead axes, a block of
+``size`` on one axis, everything on the inner ones — so a unit is a contiguous
+range of run numbers and an axis-aligned region of the arrays. Distinct units
+touch distinct chunk files, so units can be written in any order and by any
+number of processes at once. A unit holds at most the memory-budget chunk
+(``make_plan``'s ``group.chunk``, times the local device count), so a sweep of
+any size runs with bounded memory.
+
+**Protocol** (carried out by ``sweep``). Process 0 checks the folder (a different
+spec is refused unless forced; ``resume`` keeps the done units), runs unit 0,
+writes the skeleton
+(every variable at full shape, filled with NaN / 0 / False, chunked by units;
+coordinates and provenance attributes; consolidated metadata) and
+``layout.json``. Then every process runs its units (``u % process_count ==
+process_index``), skipping those marked done: simulate → region write →
+``fsync`` of the unit's chunk files → marker (written to a temporary name,
+``fsync``-ed, renamed). A unit killed at any point before its marker is redone
+on ``--resume``, so a resumed run gives the same dataset as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .._engine.errors import SpecError
+
+STORE = "results.zarr"
+LAYOUT = "layout.json"
+PROGRESS = "progress"
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def folder_lock(root: Path):
+    """Hold an exclusive advisory lock on ``root`` for a whole launch (process 0 only).
+
+    A second launch into the same folder while one is running would wipe or overwrite
+    its units; it is refused with a one-line error instead. ``flock`` is released by the
+    kernel when the holder dies, so a killed run never leaves a stale lock behind.
+    """
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise SpecError(
+                f"out = {json.dumps(str(root))}: another adamjax run (pid {holder}) is "
+                "writing this folder; wait for it to finish or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+# --- units --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the lead dims ``(*sweep axes, seed)`` are cut into units (see module doc)."""
+
+    lead: tuple[int, ...]
+    dims: tuple[str, ...]
+    axis: int
+    size: int
+    spec_hash: str = ""
+
+    @property
+    def stride(self) -> int:
+        return math.prod(self.lead[self.axis + 1 :])
+
+    @property
+    def blocks(self) -> int:
+        return -(-self.lead[self.axis] // self.size)
+
+    @property
+    def n_units(self) -> int:
+        return math.prod(self.lead[: self.axis]) * self.blocks
+
+    @property
+    def unit_runs(self) -> int:
+        return self.size * self.stride
+
+    def unit(self, u: int):
+        """``(lo, hi, region, chunk_index)`` of unit ``u``: runs ``lo..hi-1`` (flat),
+        the region as {dim: slice}, and the unit's chunk index on the lead dims."""
+        outer = np.unravel_index(u // self.blocks, self.lead[: self.axis]) if self.axis else ()
+        b = u % self.blocks
+        start = b * self.size
+        length = min(self.size, self.lead[self.axis] - start)
+        strides = [math.prod(self.lead[i + 1 :]) for i in range(len(self.lead))]
+        lo = sum(int(i) * strides[k] for k, i in enumerate(outer)) + start * self.stride
+        hi = lo + length * self.stride
+        region = {d: slice(int(i), int(i) + 1) for d, i in zip(self.dims, outer, strict=False)}
+        region[self.dims[self.axis]] = slice(start, start + length)
+        for d, n in zip(self.dims[self.axis + 1 :], self.lead[self.axis + 1 :], strict=True):
+            region[d] = slice(0, n)
+        chunk_index = (*[int(i) for i in outer], int(b)) + (0,) * (len(self.lead) - self.axis - 1)
+        return lo, hi, region, chunk_index
+
+    def chunks(self, trailing: tuple[int, ...]) -> tuple[int, ...]:
+        """zarr chunk shape of a variable with these trailing dims."""
+        return (
+            (1,) * self.axis
+            + (self.size,)
+            + tuple(self.lead[self.axis + 1 :])
+            + tuple(max(1, n) for n in trailing)
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> Layout:
+        d = json.loads(text)
+        return cls(
+            lead=tuple(d["lead"]),
+            dims=tuple(d["dims"]),
+            axis=d["axis"],
+            size=d["size"],
+            spec_hash=d.get("spec_hash", ""),
+        )
+
+
+def make_layout(lead, dims, target: int, spec_hash: str = "") -> Layout:
+    """Cut lead dims into units of at most ``max(target, seeds-or-inner-block)`` runs,
+    as evenly as possible."""
+    lead = tuple(int(n) for n in lead)
+    target = max(1, int(target))
+    strides = [math.prod(lead[i + 1 :]) for i in range(len(lead))]
+    axis = next(i for i in range(len(lead)) if strides[i] <= target)
+    cmax = max(1, min(lead[axis], target // strides[axis]))
+    # Equal units waste nothing on padding: a divisor of the axis length if one is
+    # close to the target, else blocks as even as possible.
+    div = max(d for d in range(1, cmax + 1) if lead[axis] % d == 0)
+    if 2 * div >= cmax:
+        size = div
+    else:
+        nb = -(-lead[axis] // cmax)
+        size = -(-lead[axis] // nb)
+    return Layout(lead=lead, dims=tuple(dims), axis=axis, size=size, spec_hash=spec_hash)
+
+
+# --- files --------------------------------------------------------------------
+
+
+def _fsync_path(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` durably: a temporary file, fsync, rename, fsync of the folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_path(path.parent)
+
+
+def _marker(root: Path, u: int) -> Path:
+    return root / PROGRESS / f"u{u:06d}"
+
+
+def mark_done(root: Path, u: int, info: dict) -> None:
+    """Mark unit ``u`` complete (call only after its data is durable, see :func:`write_unit`)."""
+    write_atomic(_marker(root, u), json.dumps({"unit": u, **info}))
+
+
+def write_layout(root: Path, layout: Layout) -> None:
+    """Record the layout (its presence means the skeleton is complete)."""
+    write_atomic(root / LAYOUT, layout.to_json())
+
+
+def done_units(root: Path) -> set[int]:
+    """The units marked complete in ``root``."""
+    d = root / PROGRESS
+    if not d.is_dir():
+        return set()
+    out = set()
+    for f in d.iterdir():
+        if f.name.startswith("u") and f.name[1:].isdigit():
+            out.add(int(f.name[1:]))
+    return out
+
+
+def existing_hash(root: Path) -> str | None:
+    lp = root / LAYOUT
+    if lp.is_file():
+        with contextlib.suppress(Exception):
+            return Layout.from_json(lp.read_text()).spec_hash
+    if (root / STORE).exists():
+        with contextlib.suppress(Exception):
+            import zarr
+
+            return str(zarr.open_group(str(root / STORE), mode="r").attrs["spec_hash"])
+        # Unreadable: a skeleton killed while being written (we made progress/ first)
+        # starts over; anything else is not ours to overwrite.
+        return None if (root / PROGRESS).is_dir() else "?"
+    return None
+
+
+def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> Layout:
+    """Process 0: check and (re)initialise the folder for ``layout`` (whose ``spec_hash``
+    is the new spec's); returns the layout to use.
+
+    A returned layout with ``spec_hash == ""`` means: start fresh."""
+    new = layout.spec_hash
+    old = existing_hash(root)
+    if old is not None and old != new and not force:
+        raise SpecError(
+            f"out = {json.dumps(str(root))}: holds results of a different spec "
+            f"(spec_hash {old}, this spec {new}); choose another --out or pass --force "
+            "to overwrite"
+        )
+    if resume and old == new and (root / LAYOUT).is_file():
+        return Layout.from_json((root / LAYOUT).read_text())
+    for p in (root / LAYOUT, root / PROGRESS, root / STORE):
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    (root / PROGRESS).mkdir(parents=True, exist_ok=True)
+    return replace(layout, spec_hash="")
+
+
+def _fill(dtype) -> np.ndarray:
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return np.array(np.nan, dtype)
+    return np.zeros((), dtype)
+
+
+def skeleton_arrays(first: dict, n_runs: int) -> dict:
+    """Placeholders for every run, shaped like the unit results ``first`` (NaN / 0 / False)."""
+    return {k: np.broadcast_to(_fill(v.dtype), (n_runs, *v.shape[1:])) for k, v in first.items()}
+
+
+def write_skeleton(store: Path, ds, layout: Layout) -> None:
+    """Write the whole dataset ``ds`` of placeholders, chunked by units, with its
+    coordinates, attributes and consolidated metadata."""
+    lead = len(layout.dims)
+    enc = {k: {"chunks": layout.chunks(ds[k].shape[lead:])} for k in ds.data_vars}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(str(store), mode="w", encoding=enc, consolidated=True)
+
+
+def write_unit(store: Path, layout: Layout, u: int, data: dict, dims_of: dict, names) -> None:
+    """Write unit ``u``'s results ``data`` (flat over its runs; trailing dims ``dims_of``)
+    into its region of every stored variable in ``names``, durably (fsync of its chunk
+    files) before returning."""
+    import xarray as xr
+
+    lo, hi, region, cidx = layout.unit(u)
+    shape = tuple(s.stop - s.start for s in region.values())
+    data_vars = {
+        k: (layout.dims + dims_of[k], v.reshape(shape + v.shape[1:]))
+        for k, v in data.items()
+        if k in names
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xr.Dataset(data_vars).to_zarr(str(store), region=region, mode="r+", consolidated=False)
+    # Durable before the marker: fsync the unit's chunk file of every variable.
+    for k, v in data_vars.items():
+        ntrail = len(v[0]) - len(layout.dims)
+        f = store / k / "c" / Path(*[str(i) for i in (*cidx, *(0,) * ntrail)])
+        if f.exists():
+            _fsync_path(f)
+            _fsync_path(f.parent)
+
+
+def store_vars(store: Path) -> list[str]:
+    """The variables of a store."""
+    import zarr
+
+    g = zarr.open_group(str(store), mode="r")
+    return [k for k, _ in g.arrays()]
+
+
+def write_summary(store: Path, new, attrs: dict) -> None:
+    """Add dataset-level variables ``new`` (an ``xarray.Dataset`` without coordinates,
+    written with ``attrs`` as the group attributes) or, with none, update the group
+    attributes by ``attrs``; then consolidate the metadata."""
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if new is not None and new.data_vars:
+            # mode "a" replaces the group's attributes with the written dataset's.
+            new.attrs = dict(attrs)
+            new.to_zarr(str(store), mode="a", consolidated=False)
+        elif attrs:
+            zarr.open_group(str(store), mode="r+").attrs.update(attrs)
+        zarr.consolidate_metadata(str(store))

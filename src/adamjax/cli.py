@@ -1,0 +1,384 @@
+"""The ``adamjax`` command line.
+
+::
+
+    adamjax run SPEC.toml [--out DIR] [--resume] [--force] [--chunk N] [--budget SIZE]
+                          [--distributed] [--progress | --no-progress]
+    adamjax list                          experiments shipped in experiments/
+    adamjax info                          versions, backend, devices, memory
+    adamjax bench [ARGS…]                 benchmarks/run.py
+    adamjax figures [NAME…] [--scale smoke|paper] [--out DIR]
+    adamjax demo [ARGS…]
+
+The command line is an application of the public API: it imports ``adamjax`` and
+nothing private. Bad input (a bad spec, a missing file, a folder holding another
+spec's results) prints one line ``adamjax: error: <key> = <value>: <reason>`` on
+stderr and exits with code 2 — never a traceback. Warnings (β1² ≥ β2) print one
+line each and the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import platform
+import re
+import sys
+import time
+import tomllib
+import warnings
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+EXIT_UNAVAILABLE = 1
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+class _Usage(Exception):
+    """A bad command line (argparse error), reported like bad input."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # noqa: D401 - argparse hook
+        raise _Usage(message)
+
+
+def _one_line(msg) -> str:
+    return " ".join(str(msg).split())
+
+
+def _err(msg) -> None:
+    print(f"adamjax: error: {_one_line(msg)}", file=sys.stderr, flush=True)
+
+
+def _showwarning(message, category, filename, lineno, file=None, line=None):
+    print(f"adamjax: warning: {_one_line(message)}", file=sys.stderr, flush=True)
+
+
+# --- parser -------------------------------------------------------------------
+
+_DELEGATED = ("figures", "demo", "bench")
+_FIGUREKIT = "figurekit.py"  # the figure scripts' entry point in experiments/
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="adamjax",
+        description="Massively parallel Adam runs: sweeps, the Adam vector field ODE, APT errors.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run an experiment spec into OUT/<name>/results.zarr")
+    r.add_argument("spec", help="a TOML spec file, or the name of an experiment in experiments/")
+    r.add_argument("--out", default="results", help="output folder (default: results)")
+    r.add_argument("--resume", action="store_true", help="continue a killed run of this spec")
+    r.add_argument(
+        "--force", action="store_true", help="overwrite a folder holding another spec's results"
+    )
+    r.add_argument("--chunk", type=int, help="runs per chunk (default: from the memory budget)")
+    r.add_argument(
+        "--budget", help="memory budget per device for one chunk, e.g. 512M, 2G (default: auto)"
+    )
+    r.add_argument(
+        "--distributed",
+        action="store_true",
+        help="start jax.distributed (automatic under SLURM srun or JAX_COORDINATOR_ADDRESS)",
+    )
+    r.add_argument("--coordinator", help="coordinator address host:port (with --distributed)")
+    r.add_argument("--num-processes", type=int, help="number of processes (with --distributed)")
+    r.add_argument("--process-id", type=int, help="this process's rank (with --distributed)")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="always show a progress bar",
+    )
+    g.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress output"
+    )
+
+    sub.add_parser("list", help="experiments shipped in experiments/")
+    sub.add_parser("info", help="versions, backend, devices, memory")
+    sub.add_parser("bench", help="run the benchmarks (benchmarks/run.py)", add_help=False)
+    sub.add_parser(
+        "figures",
+        help="regenerate figures: [NAME…] [--scale smoke|paper] [--out DIR]",
+        add_help=False,
+    )
+    sub.add_parser("demo", help="a short end-to-end demonstration", add_help=False)
+    return p
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+def experiments_dir() -> Path:
+    """Where the shipped experiments live (specs and figure scripts):
+    ``$ADAMJAX_EXPERIMENTS``, else ``./experiments``, else the checkout's ``experiments/``."""
+    env = os.environ.get("ADAMJAX_EXPERIMENTS")
+    if env:
+        return Path(env)
+    here = Path.cwd() / "experiments"
+    if here.is_dir():
+        return here
+    return _REPO / "experiments"
+
+
+def _resolve_spec(arg: str) -> str:
+    """A path, or the name of an experiment in experiments/ (``zhang-sweep``)."""
+    if os.path.exists(arg) or os.sep in arg or arg.endswith(".toml"):
+        return arg
+    cand = experiments_dir() / f"{arg}.toml"
+    return str(cand) if cand.is_file() else arg
+
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> float:
+    """``"512M"``, ``"2G"``, ``"1.5GiB"``, ``"1000000"`` → bytes (powers of 1024)."""
+    m = _SIZE.match(text or "")
+    if not m:
+        raise ValueError(f"--budget = {text!r}: expected a size such as 512M or 2G")
+    unit = (m.group(2) or "").lower()[:1]
+    mult = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[unit]
+    val = float(m.group(1)) * mult
+    if val <= 0:
+        raise ValueError(f"--budget = {text!r}: must be > 0")
+    return val
+
+
+# --- commands -----------------------------------------------------------------
+
+
+def cmd_run(a) -> int:
+    import adamjax
+
+    if a.chunk is not None and a.chunk < 1:
+        raise ValueError(f"--chunk = {a.chunk}: must be ≥ 1")
+    budget = parse_size(a.budget) if a.budget is not None else None
+    distributed = adamjax.initialize_distributed(
+        coordinator=a.coordinator,
+        num_processes=a.num_processes,
+        process_id=a.process_id,
+        required=a.distributed,
+    )
+    out = Path(a.out)
+    t0 = time.perf_counter()
+    ds = adamjax.run(
+        _resolve_spec(a.spec),
+        out=out,
+        progress=a.progress,
+        chunk=a.chunk,
+        resume=a.resume,
+        force=a.force,
+        budget=budget,
+    )
+    wall = time.perf_counter() - t0
+    import jax
+
+    if jax.process_index() == 0:
+        sweep = [d for d in ds["theta_final"].dims if d not in ("seed", "dim")]
+        shape = " × ".join(f"{d}={ds.sizes[d]}" for d in sweep) or "1 point"
+        runs = int(ds["loss_final"].size)
+        div = int(ds["diverged"].values.sum())
+        store = out / _name_of(ds) / "results.zarr"
+        procs = f", {jax.process_count()} processes" if distributed else ""
+        print(
+            f"adamjax: wrote {store}: {shape} × seed={ds.sizes['seed']} ({runs} runs, "
+            f"{div} diverged) on {ds.attrs.get('device_count')} {ds.attrs.get('backend')} "
+            f"device(s){procs} in {wall:.1f} s"
+        )
+    return 0
+
+
+def _name_of(ds) -> str:
+    text = ds.attrs.get("spec", "")
+    try:
+        return str(tomllib.loads(text)["name"])
+    except Exception:  # noqa: BLE001
+        import json
+
+        return str(json.loads(text)["name"])
+
+
+def cmd_list(a) -> int:
+    d = experiments_dir()
+    files = sorted(d.glob("*.toml")) if d.is_dir() else []
+    if not files:
+        print(f"no experiments in {d}")
+        return 0
+    rows = []
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                spec = tomllib.load(fh)
+            desc = _one_line(spec.get("description", "")) or "-"
+            name = spec.get("name", f.stem)
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            name, desc = f.stem, f"(unreadable: {_one_line(e)})"
+        rows.append((f.stem, name, desc))
+    w = max(len(r[0]) for r in rows)
+    print(f"experiments in {d} (run one with `adamjax run NAME`):")
+    for stem, name, desc in rows:
+        label = stem if name == stem else f"{stem} ({name})"
+        print(f"  {label:<{w}}  {desc}")
+    return 0
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in (
+        "adamjax",
+        "jax",
+        "jaxlib",
+        "numpy",
+        "optax",
+        "diffrax",
+        "equinox",
+        "xarray",
+        "zarr",
+        "tqdm",
+    ):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _host_memory() -> tuple[float | None, float | None]:
+    try:
+        info = {}
+        with open("/proc/meminfo") as f:
+            for line in f:
+                k, v = line.split(":", 1)
+                info[k] = float(v.split()[0]) * 1024
+        return info.get("MemTotal"), info.get("MemAvailable")
+    except OSError:
+        try:
+            return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")), None
+        except (ValueError, OSError, AttributeError):
+            return None, None
+
+
+def _gib(x) -> str:
+    return "?" if x is None else f"{x / 2**30:.1f} GiB"
+
+
+def cmd_info(a) -> int:
+    import jax
+
+    import adamjax
+
+    print(f"python   {platform.python_version()} ({platform.platform()})")
+    for k, v in _versions().items():
+        print(f"{k:<8} {v}")
+    print(f"backend  {jax.default_backend()}")
+    print(f"x64      {jax.config.read('jax_enable_x64')}")
+    print(f"process  {jax.process_index()} of {jax.process_count()}")
+    devs = jax.devices()
+    print(f"devices  {len(devs)} ({jax.local_device_count()} local)")
+    for d in jax.local_devices():
+        mem = ""
+        try:
+            stats = d.memory_stats() or {}
+            if stats.get("bytes_limit"):
+                mem = f", memory {_gib(stats['bytes_limit'])}"
+                if stats.get("bytes_in_use") is not None:
+                    mem += f" ({_gib(stats['bytes_in_use'])} in use)"
+        except Exception:  # noqa: BLE001 - CPU devices report nothing
+            pass
+        print(f"  {d.id}: {d.platform} {getattr(d, 'device_kind', '')}{mem}")
+    total, avail = _host_memory()
+    print(f"host     {os.cpu_count()} CPUs, memory {_gib(total)} ({_gib(avail)} available)")
+    budget = _gib(adamjax.default_budget())
+    print(f"budget   {budget} per chunk and device (override: run --budget)")
+    return 0
+
+
+def _load_script(path: Path, name: str):
+    """Import a script of the checkout (benchmarks/, experiments/) by its path."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(path.parent))
+    return mod
+
+
+def cmd_bench(argv) -> int:
+    cands = [Path.cwd() / "benchmarks" / "run.py", _REPO / "benchmarks" / "run.py"]
+    path = next((p for p in cands if p.is_file()), None)
+    if path is None:
+        _err("bench = benchmarks/run.py: not found (run from the repository root)")
+        return EXIT_UNAVAILABLE
+    return int(_load_script(path, "adamjax_benchmarks_run").main(list(argv)) or 0)
+
+
+def cmd_figures(argv) -> int:
+    path = experiments_dir() / _FIGUREKIT
+    if not path.is_file():
+        hint = "set ADAMJAX_EXPERIMENTS or run from the checkout"
+        _err(f"figures = {str(path)!r}: not found ({hint})")
+        return EXIT_UNAVAILABLE
+    return int(_load_script(path, "adamjax_figurekit").main(list(argv)) or 0)
+
+
+def cmd_demo(argv) -> int:
+    from . import demo
+
+    return int(demo.main(list(argv)) or 0)
+
+
+# --- entry point --------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    saved, warnings.showwarning = warnings.showwarning, _showwarning
+    try:
+        if argv and argv[0] in _DELEGATED:
+            cmd, rest = argv[0], argv[1:]
+            return {"bench": cmd_bench, "figures": cmd_figures, "demo": cmd_demo}[cmd](rest)
+        a = _parser().parse_args(argv)
+        if a.command is None:
+            _parser().print_help()
+            return EXIT_BAD_INPUT
+        return {"run": cmd_run, "list": cmd_list, "info": cmd_info}[a.command](a)
+    except _Usage as e:
+        _err(f"{e} (see adamjax -h)")
+        return EXIT_BAD_INPUT
+    except (
+        ValueError,
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    ) as e:
+        # SpecError and tomllib.TOMLDecodeError are ValueErrors.
+        if isinstance(e, OSError) and e.filename:
+            _err(f"{e.filename} : {e.strerror}".replace(" :", ":"))
+        else:
+            _err(e)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _err("interrupted (resume with --resume)")
+        return 130
+    except BrokenPipeError:
+        return 0
+    finally:
+        warnings.showwarning = saved
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Smoke test of the benchmark suite (no timing assertions) and of the fused threefry RNG.
+
+The bench runs in ``--quick`` mode on the 1-D workload only; the test checks that
+the table has the expected rows and sane fields.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from adamjax import run_keys
+from adamjax._engine.rng import fused_key
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("adamjax_bench_run_smoke", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_quick_table_has_expected_rows(tmp_path, capsys):
+    bench = _load_bench()
+    out = tmp_path / "bench.json"
+    rc = bench.main(
+        ["--quick", "--only", "quad1d", "--repeat", "0", "--no-torch", "--out", str(out)]
+    )
+    assert rc == 0
+    data = json.loads(out.read_text())
+    rows = data["rows"]
+    variants = [r["variant"] for r in rows]
+    assert variants[0] == "adamjax"
+    assert "adamjax (no snapshots)" in variants
+    assert any(v.startswith("expert") for v in variants)
+    assert any(v.startswith("per-run loop") for v in variants)
+    for r in rows:
+        assert r["workload"] == "quad1d"
+        assert r["run_steps_per_s"] > 0
+        assert r["vs_expert"] > 0
+    assert {"jax", "python", "date", "cpus"} <= set(data["machine"])
+    # the hardware floors of the 1-D workload are attached to the adamjax rows
+    head = rows[0]
+    assert head["floor_arithmetic"] > head["run_steps_per_s"] > 0
+    assert 0 < head["frac_arithmetic_floor"] < 1
+    printed = capsys.readouterr().out
+    assert "| workload | variant |" in printed and "expert" in printed
+
+
+def _load_theory():
+    path = BENCH.parent / "theory.py"
+    spec = importlib.util.spec_from_file_location("adamjax_bench_theory_smoke", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_apt_expert_baseline_computes_the_same_errors():
+    """Without noise both engines follow the same deterministic trajectory, so the
+    expert's all-windows scan must give adamjax's APT errors (float64): the baseline of
+    the ``apt-pass2`` rows measures the same work. Then the rows themselves."""
+    from adamjax import SimConfig, make_plan, simulate, window_starts
+    from adamjax import apt_errors_from as errors_from
+    from adamjax import apt_prepare as prepare
+    from helpers import base_spec
+
+    theory = _load_theory()
+    spec = base_spec(
+        **{
+            "problem.noise": "none",
+            "run.steps": 3000,
+            "run.seeds": 3,
+            "optimizer.eps": 1.0,  # a smooth field: the flow converges within every window
+            "run.theta0": 5.0,
+            "run.dtype": "float64",
+            "record.snapshots": 0,
+        }
+    )
+    g = make_plan(spec).groups[0]
+    starts = window_starts(3000, 6, 1.0, "power", [(0.05, 0.6, 0.0)])
+    obs, args, _ = prepare(g.cfg, g.params, starts, 1.0)
+    fields = {f: getattr(g.cfg, f) for f in g.cfg.__dataclass_fields__}
+    res = simulate(SimConfig(**{**fields, "observer": obs}), g.params._replace(obs_args=args))
+    ours = errors_from(res, starts)[0]
+    run = theory._expert_apt_run(
+        g.cfg.problem, 3000, obs.starts, obs.ends, 0.9, 0.99, 1.0, 0.05, 0.6
+    )
+    p = g.params
+    theirs = jax.jit(jax.vmap(run))(
+        jnp.asarray(p.key), jnp.asarray(p.theta0), args.ys, args.dys, args.horizon
+    )
+    assert np.all(ours > 0)
+    np.testing.assert_allclose(np.asarray(theirs), ours, rtol=1e-7)
+
+    rows = theory.bench_apt_pass2(
+        base_spec(**{"run.steps": 2000, "run.seeds": 8, "record.snapshots": 0}), rounds=1
+    )
+    assert [r["workload"] for r in rows] == ["apt-pass2"] * 2
+    assert rows[0]["variant"].startswith("adamjax") and rows[1]["variant"].startswith("expert")
+    for r in rows:
+        assert r["runs"] == 8 and r["steps"] == 2000 and r["run_steps_per_s"] > 0
+        assert r["compile_s"] >= 0
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda k: jax.random.bits(k, (7, 3)),
+        lambda k: jax.random.uniform(k, (33,)),
+        lambda k: jax.random.exponential(k, (256, 1, 1)),
+        lambda k: jax.random.normal(k, (16, 5)),
+        lambda k: jax.random.rademacher(k, (9,), jnp.float32),
+        lambda k: jax.random.randint(k, (256, 4), 0, 10),
+        lambda k: jax.random.permutation(k, 11),
+        lambda k: jax.random.bits(k, (5,), jnp.uint8),
+    ],
+)
+def test_fused_threefry_draws_the_same_bits_as_jax(draw):
+    raw = run_keys(3, np.arange(4))
+    for i in range(4):
+        for b in (0, 5, 123456):
+            k = jax.random.fold_in(raw[i], b)
+            fk = jax.random.fold_in(fused_key(raw[i]), b)
+            np.testing.assert_array_equal(np.asarray(jax.random.key_data(fk)), np.asarray(k))
+            np.testing.assert_array_equal(
+                np.asarray(jax.jit(draw)(fk)), np.asarray(jax.jit(draw)(k))
+            )
+
+
+def test_fused_threefry_under_vmap():
+    keys = run_keys(0, np.arange(50))
+
+    def f(wrap):
+        return jax.vmap(lambda k: jax.random.exponential(jax.random.fold_in(wrap(k), 3), (64,)))
+
+    np.testing.assert_array_equal(np.asarray(f(lambda k: k)(keys)), np.asarray(f(fused_key)(keys)))
+
+
+def test_engine_and_bench_need_neither_zarr_nor_tomli_w():
+    """The GPU machine has no zarr / tomli-w: the engine and the bench must not import them."""
+    code = (
+        "import sys; sys.modules['zarr'] = None; sys.modules['tomli_w'] = None\n"
+        "import importlib.util, numpy as np, adamjax\n"
+        f"spec = importlib.util.spec_from_file_location('b', {str(BENCH)!r})\n"
+        "b = importlib.util.module_from_spec(spec); spec.loader.exec_module(b)\n"
+        "w = b.work_quad(1, 64, 50, 'q')\n"
+        "res = adamjax.simulate(w.cfg(), w.params)\n"
+        "assert np.all(np.isfinite(res.theta))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]

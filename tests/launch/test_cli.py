@@ -1,0 +1,179 @@
+"""The ``adamjax`` command line (launcher issue).
+
+Each kind of bad input exits with code 2 and exactly one stderr line
+``adamjax: error: <key> = <value>: <reason>`` — no traceback. The subprocesses
+of the bad-input cases run concurrently (one fixture), so the whole file costs a
+few seconds of wall time.
+"""
+
+import pytest
+
+from clihelp import popen, run_cli, write_spec
+from helpers import base_spec
+
+# kind -> (spec dict, or a raw TOML text, or None for a missing file; expected text)
+BAD = {
+    "unknown key": (base_spec(**{"optimizer.beta1": 0.9}), "optimizer.beta1 = 0.9: unknown key"),
+    "wrong type": (base_spec(**{"run.steps": "many"}), 'run.steps = "many": expected an integer'),
+    "out of range": (base_spec(**{"optimizer.b2": 1.5}), "optimizer.b2 = 1.5: must be < 1"),
+    "unknown problem kind": (
+        base_spec(**{"problem.kind": "banana"}),
+        'problem.kind = "banana": must be one of',
+    ),
+    "unknown optimizer kind": (
+        base_spec(**{"optimizer.kind": "adamw2"}),
+        'optimizer.kind = "adamw2": must be one of',
+    ),
+    "unknown schedule kind": (
+        base_spec(**{"schedule.kind": "cosine"}),
+        'schedule.kind = "cosine": must be one of',
+    ),
+    "unknown sampling scheme": (
+        base_spec(**{"sampling.scheme": "random"}),
+        'sampling.scheme = "random": must be one of',
+    ),
+    "bad sweep key": (
+        {**base_spec(), "sweep": {"optimizer.beta9": [0.1, 0.2]}},
+        "sweep.optimizer.beta9 = [0.1, 0.2]: not a sweepable key",
+    ),
+    "malformed TOML": ('name = "x"\n[run\nsteps = 3\n', 'spec = "spec.toml": invalid TOML'),
+    "missing file": (None, 'spec = "spec.toml": no such file'),
+    "seeds = 0": (base_spec(**{"run.seeds": 0}), "run.seeds = 0: must be ≥ 1"),
+    "theta0 of wrong length": (
+        base_spec(**{"problem.dim": 2, "run.theta0": [1.0, 2.0, 3.0]}),
+        "run.theta0 = [1.0, 2.0, 3.0]: expected a number or 2 values",
+    ),
+    "bad command line": ("--chunk", "argument --chunk: expected one argument"),
+}
+
+
+def _prepare(d, kind):
+    spec = BAD[kind][0]
+    if kind == "bad command line":
+        return ["run", "spec.toml", "--chunk"]
+    if isinstance(spec, dict):
+        write_spec(d / "spec.toml", spec)
+    elif isinstance(spec, str):
+        (d / "spec.toml").write_text(spec)
+    return ["run", "spec.toml", "--out", str(d / "out")]
+
+
+@pytest.mark.parametrize("kind", list(BAD))
+def test_bad_input_exit_2_one_line_no_traceback(tmp_path, monkeypatch, capsys, kind):
+    """In process: ``main`` returns 2 (an escaping exception would fail the test)."""
+    from adamjax.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    rc = main(_prepare(tmp_path, kind))
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("adamjax: error: "), err
+    assert BAD[kind][1] in lines[0]
+    assert out == ""
+    assert not (tmp_path / "out").exists()
+
+
+SUBPROCESS_KINDS = ["malformed TOML", "seeds = 0"]
+
+
+def test_bad_input_in_a_real_process(tmp_path):
+    """The console command itself: exit code 2, one stderr line, no traceback (run
+    concurrently to keep the cost of the interpreter start-ups down)."""
+    procs = {}
+    for kind in SUBPROCESS_KINDS:
+        d = tmp_path / kind.replace(" ", "_")
+        d.mkdir()
+        procs[kind] = popen(*_prepare(d, kind), cwd=d)
+    for kind, p in procs.items():
+        out, err = p.communicate(timeout=300)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert p.returncode == 2, (kind, err)
+        assert len(lines) == 1 and lines[0].startswith("adamjax: error: "), (kind, err)
+        assert BAD[kind][1] in lines[0]
+        assert "Traceback" not in err and out == ""
+
+
+def test_run_writes_store_and_warns_one_line(tmp_path, monkeypatch, capsys):
+    spec = {
+        **base_spec(name="cli-ok", **{"run.steps": 50, "run.seeds": 3}),
+        "sweep": {"optimizer.b1": [0.0, 0.95], "optimizer.b2": [0.5, 0.99]},
+    }
+    write_spec(tmp_path / "ok.toml", spec)
+    r = run_cli("run", "ok.toml", "--out", "res", "--chunk", "4", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    warn = [ln for ln in r.stderr.splitlines() if "warning" in ln]
+    assert len(warn) == 1 and warn[0].startswith("adamjax: warning: optimizer.b1 = ")
+    assert "β1² ≥ β2" in warn[0] and "(1 of 4 grid points)" in warn[0]
+    assert "Traceback" not in r.stderr
+    assert "wrote res/cli-ok/results.zarr" in r.stdout
+    import xarray as xr
+
+    ds = xr.open_zarr(tmp_path / "res" / "cli-ok" / "results.zarr")
+    assert dict(ds.sizes) == {
+        "optimizer.b1": 2,
+        "optimizer.b2": 2,
+        "seed": 3,
+        "dim": 1,
+        "snapshot": ds.sizes["snapshot"],
+    }
+    assert list(ds["optimizer.b2"].values) == [0.5, 0.99]
+    assert ds.attrs["spec_hash"] and "cli-ok" in ds.attrs["spec"]
+
+    # A different spec into the same folder is refused (exit 2, one line) unless --force
+    # (in process: the refusal comes before any simulation).
+    from adamjax.cli import main
+
+    spec["run"]["steps"] = 60
+    write_spec(tmp_path / "other.toml", spec)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["run", "other.toml", "--out", "res", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    err = [ln for ln in err if not ln.startswith("adamjax: warning")]
+    assert len(err) == 1 and "different spec" in err[0] and "--force" in err[0], err
+
+
+def test_list_info_bench(tmp_path, monkeypatch, capsys):
+    from adamjax.cli import main
+
+    exp = tmp_path / "experiments"
+    exp.mkdir()
+    write_spec(exp / "mine.toml", {**base_spec(name="mine"), "description": "my experiment"})
+    (exp / "broken.toml").write_text("name = \n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "mine" in out and "my experiment" in out and "broken" in out
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for word in ("jax", "backend", "devices", "memory"):
+        assert word in out
+    # bench: benchmarks/run.py of the current folder, else of the repository.
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "run.py").write_text(
+        "def main(argv):\n    print('bench', argv)\n    return 0\n"
+    )
+    assert main(["bench", "--quick"]) == 0
+    assert "bench ['--quick']" in capsys.readouterr().out
+
+
+def test_figures_without_scripts_is_one_line(tmp_path, capsys, monkeypatch):
+    from adamjax.cli import main
+
+    monkeypatch.setenv("ADAMJAX_EXPERIMENTS", str(tmp_path))
+    assert main(["figures", "--list"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("adamjax: error: figures = ")
+    assert "figurekit.py" in err[0] and "not found" in err[0]
+
+
+def test_parse_size():
+    from adamjax.cli import parse_size
+
+    assert parse_size("512M") == 512 * 2**20
+    assert parse_size("1.5GiB") == 1.5 * 2**30
+    assert parse_size("1000") == 1000
+    with pytest.raises(ValueError, match="--budget"):
+        parse_size("lots")

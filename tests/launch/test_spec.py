@@ -1,0 +1,96 @@
+"""Spec validation (launcher issue): every kind of bad input is a one-line SpecError
+naming the key and the value; β1² ≥ β2 warns once per spec; sweeps expand in C order."""
+
+import warnings
+
+import pytest
+
+from adamjax._launch.spec import AssumptionWarning, SpecError, axes_of, grid_points, load_spec
+from helpers import base_spec
+
+BAD = {
+    "unknown key": (base_spec(**{"optimizer.beta1": 0.9}), "optimizer.beta1 = 0.9"),
+    "unknown top-level key": ({**base_spec(), "nmae": "x"}, 'nmae = "x"'),
+    "wrong type": (base_spec(**{"run.steps": "many"}), 'run.steps = "many"'),
+    "wrong type (bool for number)": (base_spec(**{"optimizer.eps": True}), "optimizer.eps = True"),
+    "out of range": (base_spec(**{"optimizer.b2": 1.5}), "optimizer.b2 = 1.5"),
+    "negative step constant": (base_spec(**{"schedule.c": -0.1}), "schedule.c = -0.1"),
+    "unknown problem": (base_spec(**{"problem.kind": "banana"}), 'problem.kind = "banana"'),
+    "unknown optimizer": (base_spec(**{"optimizer.kind": "adamw2"}), 'optimizer.kind = "adamw2"'),
+    "unknown schedule": (base_spec(**{"schedule.kind": "cosine"}), 'schedule.kind = "cosine"'),
+    "unknown sampling": (base_spec(**{"sampling.scheme": "random"}), 'sampling.scheme = "random"'),
+    "bad sweep key": (
+        {**base_spec(), "sweep": {"optimizer.beta9": [1, 2]}},
+        "sweep.optimizer.beta9 = [1, 2]",
+    ),
+    "undotted sweep key": ({**base_spec(), "sweep": {"b1": [0.1]}}, "sweep.b1 = [0.1]"),
+    "bad sweep value": (
+        {**base_spec(), "sweep": {"optimizer.b1": [0.1, 2.0]}},
+        "sweep.optimizer.b1 = 2.0",
+    ),
+    "unsweepable key": ({**base_spec(), "sweep": {"run.seeds": [1, 2]}}, "sweep.run.seeds"),
+    "empty sweep list": ({**base_spec(), "sweep": {"optimizer.b1": []}}, "sweep.optimizer.b1 = []"),
+    "seeds = 0": (base_spec(**{"run.seeds": 0}), "run.seeds = 0"),
+    "theta0 of wrong length": (
+        base_spec(**{"problem.dim": 2, "run.theta0": [1.0, 2.0, 3.0]}),
+        "run.theta0 = [1.0, 2.0, 3.0]",
+    ),
+    "zip lengths differ": (
+        {**base_spec(), "zip": {"optimizer.b1": [0.1, 0.2], "optimizer.b2": [0.9]}},
+        "zip",
+    ),
+    "bad name": (base_spec(name="../evil"), 'name = "../evil"'),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_spec_is_one_line_naming_key_and_value(case):
+    spec, needle = BAD[case]
+    with pytest.raises(SpecError) as e:
+        load_spec(spec)
+    msg = str(e.value)
+    assert needle in msg
+    assert "\n" not in msg
+
+
+def test_missing_file_and_malformed_toml(tmp_path):
+    with pytest.raises(SpecError, match=r'^spec = ".*nope.toml": no such file$'):
+        load_spec(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[run\nsteps = 3\n')
+    with pytest.raises(SpecError, match=r'^spec = ".*bad.toml": invalid TOML: .*line 2') as e:
+        load_spec(bad)
+    assert "\n" not in str(e.value)
+
+
+def test_assumption_warning_once_per_sweep():
+    spec = {**base_spec(), "sweep": {"optimizer.b1": [0.0, 0.9, 0.95], "optimizer.b2": [0.5, 0.99]}}
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        load_spec(spec)
+    aw = [x for x in w if issubclass(x.category, AssumptionWarning)]
+    assert len(aw) == 1
+    assert "2 of 6 grid points" in str(aw[0].message)
+
+
+def test_sweep_and_zip_axes_in_c_order():
+    spec = {
+        **base_spec(),
+        "sweep": {"optimizer.b1": [0.0, 0.5], "optimizer.b2": [0.9, 0.99, 0.999]},
+        "zip": {"schedule.c": [0.1, 0.2], "schedule.r": [0.5, 0.6]},
+    }
+    s = load_spec(spec).spec
+    assert [k for k, _ in axes_of(s)] == ["optimizer.b1", "optimizer.b2", "schedule.c"]
+    pts = list(grid_points(s))
+    assert len(pts) == 2 * 3 * 2
+    assert [p["optimizer"]["b2"] for p in pts[:6]] == [0.9, 0.9, 0.99, 0.99, 0.999, 0.999]
+    assert [(p["schedule"]["c"], p["schedule"]["r"]) for p in pts[:2]] == [(0.1, 0.5), (0.2, 0.6)]
+
+
+def test_spec_hash_ignores_formatting_not_content(tmp_path):
+    a = tmp_path / "a.toml"
+    a.write_text('name = "t"\n[run]\nsteps = 10\n')
+    b = tmp_path / "b.toml"
+    b.write_text('# comment\nname = "t"\n\n[run]\nsteps   = 10\n[record]\nsnapshots = 64\n')
+    assert load_spec(a).hash == load_spec(b).hash
+    assert load_spec(a).hash != load_spec({"name": "t", "run": {"steps": 11}}).hash

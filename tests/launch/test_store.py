@@ -1,0 +1,209 @@
+"""The on-disk store (launcher issue): ``OUT/<name>/results.zarr`` chunk by chunk,
+identical to the in-memory result, resumable after a crash or SIGKILL, never
+mixing specs, bounded units."""
+
+import json
+import os
+import signal
+import time
+
+import jax
+import numpy as np
+import pytest
+import xarray as xr
+
+import adamjax
+from adamjax import SpecError, make_plan
+from adamjax._launch import store as _store
+from adamjax._launch import sweep as _sweep
+from clihelp import popen, run_cli, write_spec
+from helpers import base_spec
+
+
+@pytest.fixture
+def no_x64():
+    """Run as the command line does (x64 off): finite-sum sampling draws differently
+    with x64 on, and the references must match the CLI's processes."""
+    old = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", old)
+
+
+def small_spec(name="st", **over):
+    spec = base_spec(name=name, **{"run.steps": 300, "run.seeds": 5, **over})
+    spec["problem"] = {"kind": "zhang", "n": 5}
+    spec["sweep"] = {"optimizer.b1": [0.0, 0.5, 0.9], "optimizer.b2": [0.6, 0.99]}
+    return spec
+
+
+def assert_same(a: xr.Dataset, b: xr.Dataset):
+    """Identical data, coordinates and provenance (except the creation time)."""
+    a, b = a.load(), b.load()
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    drop = {"created", "device_count"}
+    assert {k: v for k, v in a.attrs.items() if k not in drop} == {
+        k: v for k, v in b.attrs.items() if k not in drop
+    }
+
+
+@pytest.mark.parametrize(
+    "lead, target",
+    [((3, 2, 8), 8), ((3, 2, 8), 5), ((3, 2, 8), 20), ((7,), 3), ((20, 20, 64), 2048), ((5, 3), 1)],
+)
+def test_units_tile_the_runs(lead, target):
+    lay = _store.make_layout(lead, [f"d{i}" for i in range(len(lead))], target)
+    seen = np.zeros(int(np.prod(lead)), int)
+    flat = np.arange(seen.size).reshape(lead)
+    for u in range(lay.n_units):
+        lo, hi, region, _ = lay.unit(u)
+        assert hi - lo <= max(target, lay.stride)
+        block = flat[tuple(region[d] for d in lay.dims)]
+        # A unit is both a contiguous run range and an axis-aligned region.
+        np.testing.assert_array_equal(block.ravel(), np.arange(lo, hi))
+        seen[lo:hi] += 1
+    assert (seen == 1).all()
+
+
+def test_units_bounded_by_memory_budget():
+    spec = small_spec(**{"run.seeds": 64})
+    plan = make_plan(spec, budget=300_000)  # a few hundred runs per chunk
+    chunk = plan.groups[0].chunk
+    assert chunk < plan.n_runs
+    lay = _store.make_layout(
+        (*plan.shape, plan.seeds), ["a", "b", "seed"], _sweep.unit_target(plan, 1, False)
+    )
+    assert lay.n_units > 1
+    assert max(lay.unit(u)[1] - lay.unit(u)[0] for u in range(lay.n_units)) <= chunk
+
+
+def test_store_identical_to_memory_and_refuses_other_spec(tmp_path, no_x64):
+    spec = small_spec()
+    # chunk = 5 = seeds: units of one grid point; the same program shape as in memory.
+    mem = adamjax.run(spec, progress=False, chunk=5)
+    ds = adamjax.run(spec, out=tmp_path, chunk=5, progress=False)
+    assert_same(mem, ds)
+    root = tmp_path / "st"
+    lay = _store.Layout.from_json((root / "layout.json").read_text())
+    assert lay.n_units > 1 and len(_store.done_units(root)) == lay.n_units
+    opened = xr.open_zarr(root / "results.zarr")
+    assert list(opened["optimizer.b1"].values) == [0.0, 0.5, 0.9]
+    assert opened.attrs["spec_hash"] == mem.attrs["spec_hash"]
+    # Another spec into the same folder: refused, unless forced.
+    other = small_spec(seed=1)
+    with pytest.raises(SpecError, match="different spec"):
+        adamjax.run(other, out=tmp_path, progress=False)
+    assert_same(mem, xr.open_zarr(root / "results.zarr"))
+    adamjax.run(other, out=tmp_path, force=True, progress=False, chunk=5)
+    assert xr.open_zarr(root / "results.zarr").attrs["spec_hash"] != mem.attrs["spec_hash"]
+
+
+def test_crash_between_write_and_marker_then_resume(tmp_path, monkeypatch, no_x64):
+    """A unit whose data was written but not marked is redone; marked units are not."""
+    spec = small_spec(name="crash")
+    mem = adamjax.run(spec, progress=False, chunk=5)
+    real = _store.write_atomic
+    calls = {"markers": 0}
+
+    class Crash(Exception):
+        pass
+
+    def flaky(path, text):
+        if path.parent.name == _store.PROGRESS:
+            calls["markers"] += 1
+            if calls["markers"] == 3:
+                raise Crash
+        real(path, text)
+
+    monkeypatch.setattr(_store, "write_atomic", flaky)
+    with pytest.raises(Crash):
+        adamjax.run(spec, out=tmp_path, chunk=5, progress=False)
+    monkeypatch.setattr(_store, "write_atomic", real)
+    assert len(_store.done_units(tmp_path / "crash")) == 2
+
+    ran = []
+    real_unit = _sweep.run_unit
+    monkeypatch.setattr(
+        _sweep,
+        "run_unit",
+        lambda p, lay, u, *a, **k: (ran.append(u), real_unit(p, lay, u, *a, **k))[1],
+    )
+    ds = adamjax.run(spec, out=tmp_path, chunk=5, resume=True, progress=False)
+    assert sorted(ran) == [2, 3, 4, 5]  # units 0, 1 were complete
+    assert_same(mem, ds)
+
+
+def _wait_for(pred, proc, timeout=240):
+    t0 = time.monotonic()
+    while not pred():
+        if proc.poll() is not None:
+            return False
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError
+        time.sleep(0.005)
+    return True
+
+
+def test_sigkill_twice_then_resume_is_identical(tmp_path):
+    spec = small_spec(name="killed", **{"run.steps": 2000, "run.seeds": 4})
+    spec["sweep"]["optimizer.b1"] = [0.0, 0.3, 0.5, 0.7, 0.9, 0.95]
+    write_spec(tmp_path / "k.toml", spec)
+    root = tmp_path / "res" / "killed"
+    args = ("run", "k.toml", "--out", "res", "--chunk", "2", "--no-progress")
+    # Reference: uninterrupted, in another folder (concurrently with the first victim).
+    ref = popen("run", "k.toml", "--out", "ref", "--no-progress", cwd=tmp_path)
+    kills = 0
+    for attempt in range(2):
+        before = len(_store.done_units(root))
+        p = popen(*args, *(("--resume",) if attempt else ()), cwd=tmp_path)
+        if _wait_for(lambda b=before: len(_store.done_units(root)) > b, p):
+            os.kill(p.pid, signal.SIGKILL)
+            kills += 1
+        p.communicate(timeout=240)
+    n_units = _store.Layout.from_json((root / "layout.json").read_text()).n_units
+    done = len(_store.done_units(root))
+    assert kills == 2 and 0 < done < n_units, (kills, done, n_units)
+    r = run_cli(*args, "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    ref.communicate(timeout=240)
+    assert ref.returncode == 0
+    assert_same(
+        xr.open_zarr(tmp_path / "ref" / "killed" / "results.zarr"),
+        xr.open_zarr(root / "results.zarr"),
+    )
+    markers = [json.loads(f.read_text()) for f in (root / "progress").iterdir()]
+    assert sorted(m["unit"] for m in markers) == list(range(n_units))
+
+
+@pytest.mark.slow  # compiles the APT comparison (diffrax): about a minute on 2 CPU cores
+def test_store_with_flow_recorder_identical(tmp_path):
+    """Recorder variables (extra ``window`` dim) and dataset-level postprocessing
+    (``apt_decay_exponent``) land in the store as in memory."""
+    spec = base_spec(name="fl", **{"run.steps": 400, "run.seeds": 3})
+    spec["flow"] = {"horizon": 0.5, "windows": 3}
+    mem = adamjax.run(spec, progress=False, chunk=3)
+    ds = adamjax.run(spec, out=tmp_path, chunk=3, progress=False)
+    assert "apt_error" in ds and "window" in ds["apt_error"].dims
+    assert_same(mem, ds)
+    assert ds.attrs.get("apt_decay_exponent") == mem.attrs.get("apt_decay_exponent")
+
+
+def test_concurrent_launch_into_same_folder_is_refused(tmp_path):
+    """While one launch holds OUT/<name>, a second one (another process) fails with a
+    one-line error and touches nothing; once the first is gone the folder is usable."""
+    spec = small_spec(name="lk")
+    write_spec(tmp_path / "lk.toml", spec)
+    root = tmp_path / "out" / "lk"
+    with _store.folder_lock(root):
+        (root / "sentinel").write_text("x")
+        r = run_cli("run", "lk.toml", "--out", "out", "--no-progress", "--force", cwd=tmp_path)
+        assert r.returncode == 2, r.stderr
+        assert "another adamjax run" in r.stderr and str(os.getpid()) in r.stderr
+        errors = [ln for ln in r.stderr.splitlines() if not ln.startswith("adamjax: warning")]
+        assert "Traceback" not in r.stderr and len(errors) == 1, r.stderr
+        assert (root / "sentinel").exists() and not (root / "results.zarr").exists()
+    r = run_cli("run", "lk.toml", "--out", "out", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (root / "results.zarr").is_dir()

@@ -1,0 +1,191 @@
+"""The APT error pipeline and the [flow] spec integration (issue 3)."""
+
+import numpy as np
+import pytest
+
+import adamjax
+from adamjax import SpecError, fit_decay, window_starts
+from adamjax._theory.apt import _times
+from helpers import base_spec
+
+
+def test_window_starts_geometric_and_inside_the_run():
+    n = window_starts(20_000, 8, 1.0, "power", [(0.05, 0.6, 0.0)])
+    assert len(n) == 8 and n[0] == 1 and np.all(np.diff(n) > 0)
+    t = _times("power", (0.05, 0.6, 0.0), 20_000)
+    assert t[-1] - t[n[-1]] >= 1.0  # the last window fits inside the run
+    assert t[-1] - t[n[-1] + 1] < 1.0  # … and is the last that does
+    r = n[1:] / n[:-1]
+    assert r.max() / r.min() < 1.5
+    with pytest.raises(SpecError, match="flow.horizon"):
+        window_starts(100, 4, 1e3, "power", [(0.05, 0.6, 0.0)])
+
+
+def test_fit_decay():
+    n = np.array([10, 100, 1000, 10000])
+    assert fit_decay(n, 3.0 * n**-0.3) == pytest.approx(-0.3)
+    e = np.stack([2.0 * n**-0.5, 4.0 * n**-0.5, np.full(4, np.nan)])
+    assert fit_decay(n, e) == pytest.approx(-0.5)
+
+
+def test_apt_noiseless_is_order_gamma():
+    """Without noise the APT error is O(γ_n) at every window: E_j ≤ C·γ_{n_j} with a
+    constant C that grows like 1/(1−β2) (the memory of v in steps). Two hyperparameter
+    sets run as two runs of one compiled program (per-run β, ε, θ0)."""
+    from adamjax import make_plan
+
+    spec = base_spec(
+        **{
+            "problem.dim": 2,
+            "problem.curvature": [1.0, 3.0],
+            "problem.noise": "none",
+            "run.theta0": [5.0, -3.0],
+            "run.seeds": 2,
+            "run.steps": 20_000,
+            "run.dtype": "float64",
+            "record.snapshots": 0,
+        }
+    )
+    g = make_plan(spec).groups[0]
+    p = g.params
+    p = p._replace(
+        opt=p.opt._replace(
+            b1=np.array([0.5, 0.9]), b2=np.array([0.9, 0.99]), eps=np.array([1.0, 1.0])
+        )
+    )
+    r = adamjax.apt_error(g.cfg, p, horizon=1.0, windows=10)
+    gam = 0.05 * r.window_start.astype(float) ** -0.6
+    ratio = r.error / gam
+    assert np.all(np.isfinite(r.error)) and r.flow_ok.all()
+    assert np.all(r.vf_se == 0)
+    assert np.all(ratio[0] < 3.0), ratio[0]
+    assert np.all(ratio[1] < 50.0), ratio[1]
+    assert np.all(r.error[:, -1] < r.error[:, 0])
+
+
+def _hermite(ys, dys, h, tau):
+    """NumPy cubic Hermite interpolation of (ys, dys) (K, d) on the grid k·h at tau."""
+    K = ys.shape[0]
+    i = min(max(int(np.floor(tau / h)), 0), K - 2)
+    u = tau / h - i
+    return (
+        (2 * u**3 - 3 * u**2 + 1) * ys[i]
+        + (u**3 - 2 * u**2 + u) * h * dys[i]
+        + (3 * u**2 - 2 * u**3) * ys[i + 1]
+        + (u**3 - u**2) * h * dys[i + 1]
+    )
+
+
+def test_apt_observer_matches_a_numpy_reference_on_the_full_trajectory():
+    """The block-vectorised observer (``APTObserver.update_block``) against (a) an
+    independent float64 NumPy evaluation of E_j = max |Θ_n − Φ_{t_n − t_{n_j}}(Θ_{n_j})|
+    on the whole recorded trajectory, with per-run step sizes, and (b) the per-step
+    path (``Observer.update_block``'s default, a scan of ``update``)."""
+    from adamjax import APTObserver, Observer, SimConfig, make_plan, simulate
+    from adamjax import apt_errors_from as errors_from
+    from adamjax import apt_prepare as prepare
+
+    steps, horizon = 3000, 0.5
+    spec = base_spec(
+        **{
+            "problem.dim": 2,
+            "problem.curvature": [1.0, 2.0],
+            "run.theta0": [1.0, -0.5],
+            "run.seeds": 3,
+            "run.steps": steps,
+            "run.dtype": "float64",
+            "record.snapshots": 0,
+        }
+    )
+    g = make_plan(spec).groups[0]
+    c = np.array([0.05, 0.08, 0.03])
+    params = g.params._replace(sched=g.params.sched._replace(c=c))
+    starts = window_starts(steps, 6, horizon, "power", [(x, 0.6, 0.0) for x in c])
+    obs, args, _ = prepare(g.cfg, params, starts, horizon)
+    fields = {f: getattr(g.cfg, f) for f in g.cfg.__dataclass_fields__}
+    res = simulate(SimConfig(**{**fields, "observer": obs}), params._replace(obs_args=args))
+    err = errors_from(res, starts)[0]
+
+    class PerStep(APTObserver):
+        update_block = Observer.update_block
+
+    per = PerStep(obs.starts, obs.ends, obs.schedule, obs.fast_pow)
+    res1 = simulate(SimConfig(**{**fields, "observer": per}), params._replace(obs_args=args))
+    np.testing.assert_allclose(errors_from(res1, starts)[0], err, rtol=1e-10, atol=1e-14)
+
+    full = simulate(
+        SimConfig(**{**fields, "record_steps": tuple(range(steps + 1))}), params._replace()
+    )
+    theta = np.asarray(full.snapshots)  # (R, steps + 1, d): Θ_0 … Θ_steps
+    n = np.arange(1, steps + 1)
+    K = args.ys.shape[2]
+    ref = np.zeros_like(err)
+    for r in range(len(c)):
+        t = np.concatenate([[0.0], np.cumsum(c[r] * n**-0.6)])
+        for j, s in enumerate(starts):
+            tau = t[s:] - t[s]
+            win = np.nonzero(tau <= horizon)[0]
+            assert s + win[-1] < steps, "the window must end inside the run"
+            ys, dys = args.ys[r, j], args.dys[r, j]
+            phi = np.stack([_hermite(ys, dys, horizon / (K - 1), tau[k]) for k in win])
+            ref[r, j] = np.max(np.linalg.norm(theta[r, s + win] - phi, axis=-1))
+    assert np.all(ref > 0)
+    np.testing.assert_allclose(err, ref, rtol=1e-9, atol=1e-13)
+
+
+def test_apt_small_scale_decay_and_dataset_layout():
+    """Asymmetric quadratic, 64 runs: the median APT error decays; variables, dims,
+    attribute; the pass-2 trajectories equal a plain run (same keys ⇒ same runs)."""
+    spec = base_spec(
+        **{
+            "run.steps": 20_000,
+            "run.seeds": 64,
+            "record.snapshots": 4,
+            "flow.horizon": 1.0,
+            "flow.windows": 6,
+            "flow.samples": 2**17,
+        }
+    )
+    ds = adamjax.run(spec)
+    assert ds["apt_error"].dims == ("seed", "window")
+    assert ds["vf_se"].dims == ("seed", "window", "dim")
+    assert ds["window_start"].dims == ("window",)
+    assert ds["flow_ok"].values.all()
+    med = np.nanmedian(ds["apt_error"].values, 0)
+    assert med[-1] < med[0] / 3, med
+    assert ds.attrs["apt_decay_exponent"] < -0.1
+    assert float(ds["apt_decay_exponent"]) == ds.attrs["apt_decay_exponent"]
+    assert np.nanmax(ds["vf_se"].values) < 1e-3
+    plain = base_spec(**{"run.steps": 20_000, "run.seeds": 64, "record.snapshots": 4})
+    ds0 = adamjax.run(plain)
+    np.testing.assert_array_equal(ds0["theta_final"].values, ds["theta_final"].values)
+
+
+def test_flow_spec_errors():
+    with pytest.raises(SpecError, match="flow.solver"):
+        adamjax.load_spec(base_spec(**{"flow.solver": "rk99"}))
+    with pytest.raises(SpecError, match="flow.target_se"):
+        adamjax.load_spec(base_spec(**{"flow.target_se": -1.0}))
+    swept = base_spec(**{"flow.horizon": 1.0})
+    swept["sweep"] = {"flow.horizon": [1.0, 2.0]}
+    with pytest.raises(SpecError, match="flow.horizon"):
+        adamjax.load_spec(swept)
+    with pytest.raises(SpecError, match="flow.horizon"):
+        adamjax.run(base_spec(**{"run.steps": 50, "flow.horizon": 100.0}))
+
+
+@pytest.mark.slow
+def test_apt_decay_acceptance_scale():
+    """Acceptance scale: 512 runs × 2·10⁵ steps, T = 1: median falls ≥ 5× first → last."""
+    spec = base_spec(
+        **{
+            "run.steps": 200_000,
+            "run.seeds": 512,
+            "record.snapshots": 0,
+            "flow.horizon": 1.0,
+            "flow.windows": 12,
+        }
+    )
+    ds = adamjax.run(spec)
+    med = np.nanmedian(ds["apt_error"].values, 0)
+    assert med[0] / med[-1] >= 5, med

@@ -1,0 +1,234 @@
+"""The Adam vector field estimator, its zeros and the Lyapunov check (issue 3)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import adamjax
+from adamjax import lyapunov, vector_field, vf_zero
+from adamjax._theory.ema import circular_ema as _circular_ema
+from helpers import base_spec
+
+F64 = jnp.float64
+
+
+def _quad(noise, dim=2, curvature=(1.0, 3.0), scale=1.0):
+    cfg = {
+        "kind": "quadratic",
+        "dim": dim,
+        "curvature": list(curvature[:dim]),
+        "noise": noise,
+        "noise_scale": scale,
+    }
+    return adamjax.make_problem(cfg, F64)
+
+
+@pytest.mark.parametrize("eps", [1e-8, 1e-2])
+def test_noiseless_closed_form(eps):
+    """Without noise f = ∇L/(ε+|∇L|) to 1e-12 — exact path, and the chain estimator too."""
+    pb = _quad("none")
+    th = jax.random.normal(jax.random.PRNGKey(0), (6, 2), F64) * 2
+    g = np.asarray(th) * np.array([1.0, 3.0])
+    want = g / (eps + np.abs(g))
+    f, se = vector_field(pb, b1=0.9, b2=0.99, eps=eps)(th)
+    np.testing.assert_allclose(np.asarray(f), want, rtol=0, atol=1e-12)
+    assert np.all(np.asarray(se) == 0)
+    for fast in (True, False):
+        vf = vector_field(pb, b1=0.9, b2=0.99, eps=eps, method="chain", samples=2**15, fast=fast)
+        f2, se2 = vf(th)
+        np.testing.assert_allclose(np.asarray(f2), want, rtol=0, atol=1e-12)
+        assert np.all(np.asarray(se2) < 1e-12)
+
+
+@pytest.mark.parametrize("kind", ["quadratic", "zhang"])
+def test_sequential_estimator_equals_the_prefix_scan_forms(kind):
+    """``scan="sequential"`` (batch sums in the loop, nothing of length M stored) gives
+    the blocked and associative estimates and standard errors, with control variates
+    (quadratic: two controls; zhang: a finite sum)."""
+    cfg = {"kind": "quadratic", "dim": 1, "noise": "exponential"}
+    pb = adamjax.make_problem(cfg if kind == "quadratic" else {"kind": "zhang", "n": 10}, F64)
+    th = jnp.asarray([[-1.5], [-0.2], [0.0], [0.7]], F64)
+    out = {}
+    for scan in ("sequential", "blocked", "associative"):
+        vf = vector_field(pb, b1=0.9, b2=0.99, eps=1e-8, samples=2**15, fast=False, scan=scan)
+        out[scan] = [np.asarray(a) for a in vf(th)]
+    for scan in ("blocked", "associative"):
+        np.testing.assert_allclose(out["sequential"][0], out[scan][0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(out["sequential"][1], out[scan][1], rtol=1e-6, atol=1e-12)
+    assert np.all(out["sequential"][1] > 0)
+    with pytest.raises(ValueError, match="scan = 'fast'"):
+        vector_field(pb, b1=0.9, b2=0.99, eps=1e-8, samples=2**15, scan="fast")
+
+
+def test_circular_ema_scans_agree():
+    """Blocked recursion = associative_scan = the sequential stationary recursion."""
+    x = jax.random.normal(jax.random.PRNGKey(1), (1000, 3), F64)
+    blocked = jax.jit(lambda x, a: _circular_ema(x, a))
+    assoc = jax.jit(lambda x, a: _circular_ema(x, a, "associative"))
+    seq = jax.jit(lambda x, a: _circular_ema(x, a, "sequential"))
+    for a in (0.0, 0.5, 0.99):
+        y1 = np.asarray(blocked(x, a))
+        y2 = np.asarray(assoc(x, a))
+        np.testing.assert_allclose(np.asarray(seq(x, a)), y2, atol=1e-13)
+        # Sequential reference: run the recursion around the circle many times.
+        y = np.zeros(3)
+        xs = np.asarray(x)
+        for _ in range(3 if a < 0.9 else 5):
+            ref = []
+            for k in range(1000):
+                y = a * y + (1 - a) * xs[k]
+                ref.append(y.copy())
+        np.testing.assert_allclose(y1, y2, atol=1e-13)
+        np.testing.assert_allclose(y1, np.asarray(ref), atol=1e-10)
+
+
+def test_quadratic_fast_path_equals_generic():
+    pb = _quad("exponential", scale=0.7)
+    th = jax.random.normal(jax.random.PRNGKey(2), (5, 2), F64)
+    for bs in (3,):
+        a = vector_field(pb, b1=0.9, b2=0.99, samples=2**15, batch_size=bs, fast=False)(th)
+        b = vector_field(pb, b1=0.9, b2=0.99, samples=2**15, batch_size=bs, fast=True)(th)
+        np.testing.assert_allclose(np.asarray(a[0]), np.asarray(b[0]), atol=1e-13)
+        np.testing.assert_allclose(np.asarray(a[1]), np.asarray(b[1]), atol=1e-13)
+
+
+def test_signsgd_like_gaussian_quadrature():
+    """β1 = β2 = 0, Gaussian noise: f(θ) = E[(θ−X)/(ε+|θ−X|)] (quadrature) within 3 SE;
+    SE ∝ 1/√samples."""
+    from scipy import integrate, stats
+
+    pb = _quad("gaussian", dim=1)
+    eps = 0.05
+    thetas = np.array([-1.0, -0.3, 0.0, 0.4, 1.5])
+
+    def exact(t):
+        fn = lambda x: (t - x) / (eps + abs(t - x)) * stats.norm.pdf(x)
+        return integrate.quad(fn, -12, 12, points=[t], limit=200)[0]
+
+    want = np.array([exact(t) for t in thetas])
+    ses = []
+    for m in (2**14, 2**16):
+        vf = vector_field(pb, b1=0.0, b2=0.0, eps=eps, samples=m, seed=3, batches=128)
+        f, se = vf(thetas[:, None])
+        f, se = np.asarray(f)[:, 0], np.asarray(se)[:, 0]
+        assert np.all(np.abs(f - want) <= 3 * se), (f - want) / se
+        ses.append(se)
+    ratio = ses[0] / ses[1]  # 4× the samples ⇒ half the SE
+    assert np.all((ratio > 1.5) & (ratio < 2.7)), ratio
+    assert 1.8 < ratio.mean() < 2.2, ratio
+
+
+def test_brute_force_independent_histories_2d():
+    """A non-separable 2-D finite-sum problem: the CRN chain estimator agrees within 3 SE
+    with a plain average over independent truncated histories."""
+    spec = base_spec(
+        **{
+            "problem.kind": "linear_regression",
+            "problem.n_points": 6,
+            "problem.dim": 2,
+            "problem.label_noise": 0.5,
+        }
+    )
+    del spec["problem"]["noise"]
+    a, b, eps = 0.5, 0.85, 1e-8
+    vf = vector_field(spec, b1=a, b2=b, eps=eps, samples=2**16, dtype=F64)
+    pb = vf.problem
+    th = jnp.array([[0.3, -0.2], [1.0, 0.5]], F64)
+    f, se = (np.asarray(x) for x in vf(th))
+
+    L, R = 200, 2**13  # β^L ≈ 1e-14
+    w1 = (1 - a) * a ** jnp.arange(L)
+    w2 = (1 - b) * b ** jnp.arange(L)
+    idx = jax.random.randint(jax.random.PRNGKey(7), (R, L, 1), 0, pb.n_data)
+
+    @jax.jit
+    def brute(t):
+        g = jax.vmap(jax.vmap(lambda i: pb.innovation(t, i)))(idx)  # (R, L, d)
+        m = jnp.einsum("l,rld->rd", w1, g)
+        v = jnp.einsum("l,rld->rd", w2, g * g)
+        r = m / (eps + jnp.sqrt(v))
+        return r.mean(0), r.std(0) / jnp.sqrt(R)
+
+    for k in range(th.shape[0]):
+        bm, bse = (np.asarray(x) for x in brute(th[k]))
+        comb = np.sqrt(bse**2 + se[k] ** 2)
+        assert np.all(np.abs(bm - f[k]) <= 3 * comb), (bm - f[k]) / comb
+
+
+def test_asymmetric_zero_vs_symmetric():
+    """Exp(1)−1 noise: the zero of f is > 10 SE from the minimiser 0; Gaussian: ≈ 0."""
+    spec = base_spec()
+    z = vf_zero(vector_field(spec, samples=2**18, dtype=F64))
+    assert z.success
+    assert abs(z.theta[0]) > 10 * z.se[0]
+    assert -0.012 < z.theta[0] < -0.005  # ≈ −0.0085 for (β1, β2) = (0.9, 0.99)
+    assert abs(z.residual[0]) < 1e-12
+    # The zero is not a critical point of L: ∇L(zero) = zero ≠ 0.
+    assert abs(z.grad_loss[0]) > 10 * z.se[0]
+    zg = vf_zero(vector_field(base_spec(**{"problem.noise": "gaussian"}), samples=2**18, dtype=F64))
+    assert abs(zg.theta[0]) < 3 * zg.se[0]
+
+
+def test_zero_converges_in_float32():
+    """Newton's stopping rule follows the dtype: in float32 it reports success, at the
+    float64 zero within a few float32 ulps of the estimate's own rounding."""
+    z32 = vf_zero(vector_field(base_spec(), samples=2**16, dtype=jnp.float32))
+    z64 = vf_zero(vector_field(base_spec(), samples=2**16, dtype=F64))
+    assert z32.success and z64.success
+    assert abs(z32.theta[0] - z64.theta[0]) < 1e-3 * abs(z64.theta[0])
+
+
+def test_adam_limit_is_zero_of_f():
+    """≥ 500 Adam runs (β = (0.9, 0.99), γ_n = 0.05 n^−0.6, θ0 = 1): the mean limit agrees
+    with the zero of f within 3 combined SE; both > 10 SE from 0."""
+    spec = base_spec(**{"run.steps": 100_000, "run.seeds": 512, "record.snapshots": 0})
+    ds = adamjax.run(spec)
+    th = ds["theta_final"].values[:, 0].astype(np.float64)
+    assert not ds["diverged"].values.any()
+    mean, se = th.mean(), th.std(ddof=1) / np.sqrt(th.size)
+    z = vf_zero(vector_field(spec, samples=2**18, dtype=F64))
+    comb = np.hypot(se, z.se[0])
+    assert abs(mean - z.theta[0]) < 3 * comb, (mean, se, z.theta[0], z.se[0])
+    assert abs(mean) > 10 * se and abs(z.theta[0]) > 10 * z.se[0]
+
+
+def test_target_se_knob():
+    vf = vector_field(base_spec(), target_se=5e-4, dtype=F64)
+    _, se = vf(jnp.zeros((1, 1), F64))
+    assert float(se[0, 0]) <= 5e-4 * 1.1
+
+
+def _regression_minimum(spec):
+    """A global minimum (zero training loss) of the overparametrised regression."""
+    import optimistix as optx
+
+    pb = vector_field(spec, b2=0.9, samples=2**13, dtype=F64).problem
+    x, y = pb.data
+    res = lambda t, _: jax.vmap(lambda xi: pb.predict(t, xi))(x) - y
+    sol = optx.least_squares(
+        res,
+        optx.LevenbergMarquardt(rtol=1e-12, atol=1e-14),
+        pb.default_theta0(),
+        max_steps=500,
+        throw=False,
+    )
+    t = sol.value
+    assert float(pb.loss(t)) < 1e-16
+    return t
+
+
+def test_lyapunov_overparametrised_regression():
+    """Thm 2.1: near the global minima ⟨∇L, f⟩ > 0 for large enough mini-batches."""
+    spec = base_spec(**{"problem.kind": "regression", "problem.n_points": 6, "problem.width": 6})
+    del spec["problem"]["noise"], spec["problem"]["dim"]
+    tstar = _regression_minimum(spec)
+    u = jax.random.normal(jax.random.PRNGKey(5), (24, tstar.shape[0]), F64)
+    pts = tstar + 1e-2 * u / jnp.linalg.norm(u, axis=1, keepdims=True)
+    fr = {}
+    for bs in (1, 24):
+        vf = vector_field(spec, b1=0.5, b2=0.9, batch_size=bs, samples=2**13, dtype=F64)
+        ly = lyapunov(vf, pts)
+        assert ly.values.shape == (24,)
+        fr[bs] = ly.fraction_positive
+    assert fr[24] >= 0.9, fr
