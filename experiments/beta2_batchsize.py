@@ -2,7 +2,7 @@
 final training loss increases as the batch size decreases.
 
 Source: talk 'Converge or Diverge?', tuning-recipe slide ('first tune up β2, then
-β1 < √β2'); β2 threshold 1 − O(1/n^3.5) grows with the number n of mini-batches (SPEC §1).
+β1 < √β2'); the β2 threshold 1 − O(1/n^3.5) grows with the number n of mini-batches.
 Spec: ``beta2-batchsize.toml``; build: ``python experiments/figurekit.py beta2-batchsize``.
 """
 
@@ -22,7 +22,7 @@ CLAIM = (
 )
 SOURCE = (
     "Talk 'Converge or Diverge?', tuning-recipe slide ('first tune up β2, then β1 < √β2'); "
-    "β2 threshold 1 − O(1/n^3.5) grows with the number n of mini-batches (SPEC §1)"
+    "β2 threshold 1 − O(1/n^3.5) grows with the number n of mini-batches"
 )
 
 

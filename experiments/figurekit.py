@@ -3,7 +3,7 @@
 ``python experiments/figurekit.py [NAME…] [--scale smoke|paper] [--out DIR]
 [--experiments DIR] [--list]`` builds the figures. Each figure ``NAME`` has
 
-* a spec ``NAME.toml`` in this folder: an ordinary adamjax spec (SPEC §3) plus two
+* a spec ``NAME.toml`` in this folder: an ordinary adamjax spec (docs/spec.md) plus two
   optional tables that are data, not code — ``[figure]`` (plot parameters, e.g.
   how many sample paths to draw or the vector-field sample size) and
   ``[scale.smoke]`` / ``[scale.paper]``, whose dotted keys override the spec

@@ -63,6 +63,7 @@ from ._engine.simulate import default_block as default_block
 from ._engine.simulate import log_spaced_steps as log_spaced_steps
 from ._engine.simulate import simulate as simulate
 from ._engine.simulate import simulate_batch as simulate_batch
+from ._launch import plot as plot
 from ._launch.dataset import to_dataset as to_dataset
 from ._launch.distributed import initialize_distributed as initialize_distributed
 from ._launch.execute import execute as execute
@@ -71,9 +72,12 @@ from ._launch.plan import default_budget as default_budget
 from ._launch.plan import make_plan as make_plan
 from ._launch.recorders import APTRecorder as APTRecorder
 from ._launch.recorders import Recorder as Recorder
+from ._launch.reference import reference as reference
 from ._launch.run import run as run
 from ._launch.run import vector_field as vector_field
 from ._launch.spec import load_spec as load_spec
+from ._launch.summary import summary as summary
+from ._launch.summary import summary_table as summary_table
 from ._theory.apt import APTObserver as APTObserver
 from ._theory.apt import APTResult as APTResult
 from ._theory.apt import DecayFit as DecayFit

@@ -3,7 +3,12 @@
 ::
 
     adamjax run SPEC.toml [--out DIR] [--resume] [--force] [--chunk N] [--budget SIZE]
+                          [--set KEY=VALUE]… [--scale NAME]
                           [--distributed] [--progress | --no-progress]
+    adamjax plot RESULTS [--x KEY] [--y KEY] [--var NAME] [--stat median|mean|fraction]
+                         [--out FILE]
+    adamjax summary RESULTS [--json]
+    adamjax docs [--out DIR]              write docs/spec.md and docs/results.md
     adamjax list                          experiments shipped in experiments/
     adamjax info                          versions, backend, devices, memory
     adamjax bench [ARGS…]                 benchmarks/run.py
@@ -20,8 +25,10 @@ line each and the run goes on.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import importlib.util
+import json
 import os
 import platform
 import re
@@ -90,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--coordinator", help="coordinator address host:port (with --distributed)")
     r.add_argument("--num-processes", type=int, help="number of processes (with --distributed)")
     r.add_argument("--process-id", type=int, help="this process's rank (with --distributed)")
+    r.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec key (repeatable; VALUE in TOML): --set run.steps=3000 "
+        "--set sweep.optimizer.b2=[0.9,0.99]",
+    )
+    r.add_argument("--scale", help="apply the spec's [scale.NAME] table, e.g. smoke")
     g = r.add_mutually_exclusive_group()
     g.add_argument(
         "--progress",
@@ -101,6 +118,20 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress output"
     )
+
+    pl = sub.add_parser("plot", help="plot the results of a run (phase diagram, curves, APT)")
+    pl.add_argument("results", help="OUT/<name>/results.zarr (or the folder OUT/<name>)")
+    pl.add_argument("--x", help="sweep axis on x (default: β1, or the first axis)")
+    pl.add_argument("--y", help="sweep axis on y (default: β2, or the second axis)")
+    pl.add_argument("--var", help="variable (default: gap_final, else loss_final)")
+    pl.add_argument("--stat", default="median", help="median (default), mean or fraction")
+    pl.add_argument("--out", help="PNG, SVG or PDF file (default: plot.png beside the store)")
+    sm = sub.add_parser("summary", help="a table per grid point; critical β2 per β1")
+    sm.add_argument("results", help="OUT/<name>/results.zarr (or the folder OUT/<name>)")
+    sm.add_argument("--json", action="store_true", help="machine-readable output")
+
+    dc = sub.add_parser("docs", help="write the spec and results reference (docs/spec.md, …)")
+    dc.add_argument("--out", default="docs", help="folder (default: docs)")
 
     sub.add_parser("list", help="experiments shipped in experiments/")
     sub.add_parser("info", help="versions, backend, devices, memory")
@@ -130,11 +161,32 @@ def experiments_dir() -> Path:
 
 
 def _resolve_spec(arg: str) -> str:
-    """A path, or the name of an experiment in experiments/ (``zhang-sweep``)."""
+    """A path, or the name of an experiment in experiments/ (``zhang-sweep``); a name
+    that is neither gets the closest experiment names in its error."""
     if os.path.exists(arg) or os.sep in arg or arg.endswith(".toml"):
         return arg
-    cand = experiments_dir() / f"{arg}.toml"
-    return str(cand) if cand.is_file() else arg
+    d = experiments_dir()
+    cand = d / f"{arg}.toml"
+    if cand.is_file():
+        return str(cand)
+    names = sorted(f.stem for f in d.glob("*.toml")) if d.is_dir() else []
+    close = difflib.get_close_matches(arg, names, n=3)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else " (adamjax list shows them)"
+    raise ValueError(f"spec = {json.dumps(arg)}: no such file or experiment{hint}")
+
+
+def _open_results(arg: str):
+    """The dataset of ``OUT/<name>/results.zarr`` (the folder ``OUT/<name>`` also works)."""
+    import xarray as xr
+
+    path = Path(arg)
+    if (path / "results.zarr").is_dir():
+        path = path / "results.zarr"
+    if not (path / "zarr.json").is_file() and not (path / ".zgroup").is_file():
+        raise ValueError(
+            f"results = {json.dumps(arg)}: not a results store (OUT/<name>/results.zarr)"
+        )
+    return xr.open_zarr(str(path)), path
 
 
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -178,6 +230,8 @@ def cmd_run(a) -> int:
         resume=a.resume,
         force=a.force,
         budget=budget,
+        scale=a.scale,
+        overrides=a.overrides,
     )
     wall = time.perf_counter() - t0
     import jax
@@ -194,6 +248,63 @@ def cmd_run(a) -> int:
             f"{div} diverged) on {ds.attrs.get('device_count')} {ds.attrs.get('backend')} "
             f"device(s){procs} in {wall:.1f} s"
         )
+    return 0
+
+
+def cmd_plot(a) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import adamjax
+
+    ds, path = _open_results(a.results)
+    out = Path(a.out) if a.out else path.parent / "plot.png"
+    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise ValueError(f"--out = {json.dumps(str(out))}: use a .png, .svg or .pdf file")
+    fig = adamjax.plot.auto(ds, x=a.x, y=a.y, var=a.var, stat=a.stat)
+    adamjax.plot.save(fig, out)
+    print(f"adamjax: wrote {out}")
+    return 0
+
+
+def cmd_summary(a) -> int:
+    import adamjax
+
+    ds, _ = _open_results(a.results)
+    s = adamjax.summary(ds)
+    if a.json:
+        print(json.dumps(_jsonable(s), indent=1))
+    else:
+        print(adamjax.plot.title(ds))
+        print(adamjax.summary_table(ds, s))
+    return 0
+
+
+def _jsonable(s) -> dict:
+    """The summary dataset as ``{"axes": [...], "points": [{axis: value, var: value}]}``."""
+    import numpy as np
+
+    axes = [d for d in s.dims if d != "dim"]
+    flat = s.stack(point=axes) if axes else s.expand_dims("point")
+    points = []
+    for i in range(flat.sizes["point"]):
+        p = flat.isel(point=i)
+        row = {a: p[a].item() for a in axes}
+        for k in s.data_vars:
+            v = np.asarray(p[k].values, np.float64)
+            row[k] = v.tolist() if v.ndim else (None if np.isnan(v) else float(v))
+        points.append(row)
+    return {"axes": axes, "points": points}
+
+
+def cmd_docs(a) -> int:
+    import adamjax
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in adamjax.reference().items():
+        (out / name).write_text(text)
+        print(f"adamjax: wrote {out / name}")
     return 0
 
 
@@ -354,7 +465,15 @@ def main(argv=None) -> int:
         if a.command is None:
             _parser().print_help()
             return EXIT_BAD_INPUT
-        return {"run": cmd_run, "list": cmd_list, "info": cmd_info}[a.command](a)
+        commands = {
+            "run": cmd_run,
+            "plot": cmd_plot,
+            "summary": cmd_summary,
+            "docs": cmd_docs,
+            "list": cmd_list,
+            "info": cmd_info,
+        }
+        return commands[a.command](a)
     except _Usage as e:
         _err(f"{e} (see adamjax -h)")
         return EXIT_BAD_INPUT

@@ -2,7 +2,7 @@
 Adam vector field, not the minimiser, and Adam is an asymptotic pseudo-trajectory of
 the flow.
 
-Problem (SPEC §1, Dereich, Jentzen & Kassing 2025, Cor. 1.10): ℓ(θ, x) = (θ − x)²/2
+Problem (Dereich, Jentzen & Kassing 2025, Cor. 1.10): ℓ(θ, x) = (θ − x)²/2
 in 1-D with X = Exp(1) − 1 (mean 0, asymmetric), so L is minimised at 0. Adam with
 (β1, β2) = (0.9, 0.99), ε = 1e-8, γ_n = 0.05·n^−0.6, θ0 = 1, 1024 runs of 2·10⁵
 steps. The demo prints

@@ -177,3 +177,11 @@ def test_parse_size():
     assert parse_size("1000") == 1000
     with pytest.raises(ValueError, match="--budget"):
         parse_size("lots")
+
+
+def test_misspelt_experiment_name_suggests(capsys):
+    from adamjax.cli import main
+
+    assert main(["run", "zhang-swep", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did you mean zhang-sweep" in err[0]

@@ -1,4 +1,4 @@
-"""adamjax.run: the SPEC §3 layout and its bad-input contract (engine issue)."""
+"""adamjax.run: the results layout (docs/results.md) and its bad-input contract (engine issue)."""
 
 import warnings
 

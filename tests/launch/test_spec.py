@@ -94,3 +94,34 @@ def test_spec_hash_ignores_formatting_not_content(tmp_path):
     b.write_text('# comment\nname = "t"\n\n[run]\nsteps   = 10\n[record]\nsnapshots = 64\n')
     assert load_spec(a).hash == load_spec(b).hash
     assert load_spec(a).hash != load_spec({"name": "t", "run": {"steps": 11}}).hash
+
+
+def test_overrides_and_scale(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(
+        'name = "s"\n[run]\nsteps = 100\n[sweep]\n"optimizer.b1" = [0.0]\n'
+        '[scale.smoke]\n"run.steps" = 10\n"sweep.optimizer.b1" = [0.0, 0.5]\n'
+    )
+    s = load_spec(path, scale="smoke").spec
+    assert s["run"]["steps"] == 10 and s["sweep"]["optimizer.b1"] == [0.0, 0.5]
+    # --set comes after the scale; values are TOML, bare words are strings.
+    over = ["run.steps=3000", "sweep.optimizer.b2=[0.9, 0.99]", "problem.noise=gaussian"]
+    loaded = load_spec(path, scale="smoke", overrides=over)
+    s = loaded.spec
+    assert s["run"]["steps"] == 3000 and s["sweep"]["optimizer.b2"] == [0.9, 0.99]
+    assert s["problem"]["noise"] == "gaussian"
+    assert "steps = 3000" in loaded.text  # the stored text is the effective spec
+    with pytest.raises(SpecError, match=r'^scale = "paper": the spec has no \[scale.paper\]'):
+        load_spec(path, scale="paper")
+    with pytest.raises(SpecError, match=r'^--set = "run.steps": expected KEY=VALUE'):
+        load_spec(path, overrides=["run.steps"])
+    with pytest.raises(SpecError, match=r"^run.stesp = 5: unknown key"):
+        load_spec(path, overrides=["run.stesp=5"])
+
+
+def test_bom_and_folder(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes('\ufeffname = "b"\n[run]\nsteps = 7\n'.encode())
+    assert load_spec(path).spec["run"]["steps"] == 7
+    with pytest.raises(SpecError, match="is a folder, not a TOML file"):
+        load_spec(tmp_path)

@@ -25,31 +25,46 @@ def fmt(v) -> str:
     return json.dumps(v) if isinstance(v, str) else repr(v)
 
 
-def in_range(lo=None, hi=None, *, lo_open=False, hi_open=False) -> Callable[[Any], str | None]:
+@dataclass(frozen=True)
+class in_range:  # noqa: N801 - reads as a function where keys are declared
     """A check ``v ↦ reason or None`` for lo ≤ v ≤ hi (strict where ``*_open``); lists
-    are checked element by element."""
+    are checked element by element. ``str()`` gives the range for the documentation."""
 
-    def check(v):
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __call__(self, v):
         if isinstance(v, list):
-            bad = [x for x in v if check(x)]
-            return check(bad[0]) if bad else None
-        if lo is not None and (v < lo or (lo_open and v == lo)):
-            return f"must be {'>' if lo_open else '≥'} {lo}"
-        if hi is not None and (v > hi or (hi_open and v == hi)):
-            return f"must be {'<' if hi_open else '≤'} {hi}"
+            bad = [x for x in v if self(x)]
+            return self(bad[0]) if bad else None
+        if self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)):
+            return f"must be {'>' if self.lo_open else '≥'} {self.lo}"
+        if self.hi is not None and (v > self.hi or (self.hi_open and v == self.hi)):
+            return f"must be {'<' if self.hi_open else '≤'} {self.hi}"
         return None
 
-    return check
+    def __str__(self):
+        lo = "" if self.lo is None else f"{self.lo} {'<' if self.lo_open else '≤'} "
+        hi = "" if self.hi is None else f" {'<' if self.hi_open else '≤'} {self.hi}"
+        return f"{lo}x{hi}" if lo or hi else "any"
 
 
-def one_of(options) -> Callable[[Any], str | None]:
+@dataclass(frozen=True)
+class one_of:  # noqa: N801
     """A check ``v ↦ reason or None`` for v ∈ ``options`` (read at every check, so a
     registry passed as ``options`` may grow)."""
 
-    def check(v):
-        return None if v in options else f"must be one of {', '.join(options)}"
+    options: Any
 
-    return check
+    def __call__(self, v):
+        if v in self.options:
+            return None
+        return f"must be one of {', '.join(self.options)}"
+
+    def __str__(self):
+        return ", ".join(f"`{o}`" for o in self.options)
 
 
 @dataclass(frozen=True)

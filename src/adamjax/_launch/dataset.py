@@ -1,4 +1,4 @@
-"""Assembling flat per-run results into the labelled ``xarray.Dataset`` (docs/RESULTS.md).
+"""Assembling flat per-run results into the labelled ``xarray.Dataset`` (docs/results.md).
 
 Dims: one per sweep axis (named by its dotted key, values as coordinates), then
 ``seed``, then each variable's own trailing dims (``dim``, ``snapshot``,
@@ -16,7 +16,42 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._engine.problems.registry import BUILTINS
+from .outcome import FLAG_MEANINGS
 from .plan import Plan
+from .schema import SCHEMA, problem_params
+
+# CF attributes of the engine's variables and coordinates: (long_name, units, description).
+# Units "1": dimensionless (θ, the loss and training time carry the problem's own units).
+ATTRS: dict[str, tuple[str, str, str]] = {
+    "theta_final": ("final iterate Θ_N", "1", "θ after the last step (frozen value if diverged)"),
+    "loss_final": ("final loss L(Θ_N)", "1", "objective at the final iterate (NaN: no loss)"),
+    "grad_norm_final": ("‖∇L(Θ_N)‖", "1", "Euclidean norm of the gradient of L at Θ_N"),
+    "t_final": ("training time t_N", "1", "γ_1 + … + γ_N over the steps actually taken"),
+    "diverged": (
+        "numeric blow-up",
+        "1",
+        "θ or L became non-finite or |θ| exceeded run.bound; the run was frozen there",
+    ),
+    "diverged_step": ("step of the blow-up", "1", "the step that blew up; -1 if none"),
+    "theta": ("iterate Θ_n at the snapshots", "1", "θ at the log-spaced snapshot steps"),
+    "loss": ("loss L(Θ_n)", "1", "objective at the snapshot iterates"),
+    "gap_final": ("optimality gap ‖Θ_N − θ*‖", "1", "distance to the problem's minimiser θ*"),
+    "outcome": (
+        "outcome of the run",
+        "1",
+        "converged / diverging / undecided by the rule of docs/results.md "
+        "(record.margin, record.ratio); diverged runs are diverging",
+    ),
+    "seed": (
+        "seed index",
+        "1",
+        "run index within a grid point; seed s uses the same noise at every grid point",
+    ),
+    "snapshot": ("snapshot step n", "1", "Adam step of each snapshot (index of dim snapshot)"),
+    "snapshot_step": ("snapshot step n", "1", "Adam step of each snapshot"),
+    "dim": ("coordinate of θ", "1", "index into the flat parameter vector θ"),
+}
 
 
 def adamjax_version() -> str:
@@ -63,5 +98,33 @@ def to_dataset(plan: Plan, flat: dict[str, np.ndarray]):
         zdim = plan.axes[-1][0]
         for name, vals in plan.zip_coords.items():
             coords[name] = (zdim, axis_values(vals))
+    coords["snapshot"] = ("snapshot", plan.snapshot_steps)
     coords.update(plan.coords)
-    return xr.Dataset(data_vars, coords=coords, attrs=provenance(plan))
+    ds = xr.Dataset(data_vars, coords=coords, attrs=provenance(plan))
+    return describe(ds, plan)
+
+
+def describe(ds, plan: Plan):
+    """Add the CF attributes (``long_name``, ``units``, ``description``) to every variable
+    and coordinate of ``ds``: the engine's from :data:`ATTRS`, the recorders' from their
+    declarations, the sweep axes' from the spec schema."""
+    keys = ("long_name", "units", "description")
+    table = {k: dict(zip(keys, v, strict=True)) for k, v in ATTRS.items()}
+    for rec in plan.recorders:
+        table.update(rec.attrs)
+    for name in ds.variables:
+        # not in the table: a sweep axis or a zipped key ("optimizer.b2")
+        ds[name].attrs.update(table.get(name) or dict(zip(keys, _axis_attrs(name), strict=True)))
+    if "outcome" in ds:
+        ds["outcome"].attrs.update(
+            flag_values=np.arange(3, dtype=np.int8), flag_meanings=FLAG_MEANINGS
+        )
+    return ds
+
+
+def _axis_attrs(key: str) -> tuple[str, str, str]:
+    table, _, name = key.rpartition(".")
+    params = problem_params(BUILTINS) if table == "problem" else SCHEMA.get(table, {})
+    param = params.get(name)
+    doc = param.doc if param is not None and param.doc else ""
+    return (key, "1", f"swept spec key {key}" + (f": {doc}" if doc else ""))

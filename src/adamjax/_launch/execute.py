@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from .._engine.simulate import simulate
+from .._engine.simulate import RunResult, simulate
+from .outcome import classify, mid_index
 from .plan import Group, Plan
 
 
@@ -27,6 +29,7 @@ def run_group(plan: Plan, group: Group, *, runner=None, progress=None, sl=slice(
     if plan.has_minimizer:
         m = np.asarray(group.cfg.problem.minimizer)
         out["gap_final"] = np.linalg.norm(res.theta - m[None, :], axis=-1)
+    out["outcome"] = _outcome(plan, group, np.asarray(params.theta0), res)
     for rec in plan.recorders:
         out.update(rec.finalize(group, res))
     return out
@@ -47,3 +50,24 @@ def execute(plan: Plan, *, progress=None) -> dict[str, np.ndarray]:
 
 def _steps(progress, plan: Plan):
     return lambda runs: progress(runs * plan.steps)
+
+
+def _outcome(plan: Plan, group: Group, theta0: np.ndarray, res: RunResult) -> np.ndarray:
+    """``outcome`` of the runs (see ``outcome``): q is the distance to the minimiser
+    where it is known, else the loss."""
+    problem = group.cfg.problem
+    mid = mid_index(plan.snapshot_steps, plan.steps)
+    if plan.has_minimizer:
+        m = np.asarray(problem.minimizer, np.float64)
+
+        def q(theta):
+            return np.linalg.norm(np.asarray(theta, np.float64) - m, axis=-1)
+
+        q0, q_last = q(theta0), q(res.theta)
+        q_mid = None if mid is None else q(res.snapshots[:, mid])
+    else:
+        q0 = np.asarray(jax.vmap(problem.loss)(jnp.asarray(theta0)))
+        q_last = res.loss
+        q_mid = None if mid is None else res.snapshot_loss[:, mid]
+    rec = plan.spec["record"]
+    return classify(q0, q_mid, q_last, res.diverged, margin=rec["margin"], ratio=rec["ratio"])

@@ -3,7 +3,7 @@
 Pipeline of ``adamjax.run``::
 
     spec ──load_spec──▶ normalised spec ──make_plan──▶ Plan ──execute / sweep──▶
-    flat results ──to_dataset──▶ xarray.Dataset (docs/RESULTS.md layout)
+    flat results ──to_dataset──▶ xarray.Dataset (docs/results.md layout)
 
 A plan holds, per group, the :class:`~adamjax.SimConfig` (what shapes the
 program, including the observer of a recorder), the per-run parameter arrays
@@ -50,6 +50,7 @@ VARIABLES: dict[str, tuple[str, ...]] = {
     "theta": ("snapshot", "dim"),
     "loss": ("snapshot",),
     "gap_final": (),
+    "outcome": (),
 }
 
 # On a CPU, batches beyond ~10⁴ runs fall out of cache and run slower

@@ -32,6 +32,8 @@ class Recorder(abc.ABC):
     variables: dict[str, tuple[str, ...]]
     #: extra coordinates of the dataset (name → (dim, values))
     coords: dict[str, Any]
+    #: CF attributes of its variables and coordinates: name → {long_name, units, description, …}
+    attrs: dict[str, dict[str, Any]]
 
     @abc.abstractmethod
     def bytes_per_run(self, dim: int, block: int) -> int:
@@ -60,6 +62,28 @@ class APTRecorder(Recorder):
     """
 
     variables = {"apt_error": ("window",), "vf_se": ("window", "dim"), "flow_ok": ("window",)}
+    _ATTRS = {
+        "apt_error": (
+            "APT error E_j(T)",
+            "1",
+            "max over the window [t_{n_j}, t_{n_j} + T] of |Θ_n − Φ_{t_n − t_{n_j}}(Θ_{n_j})| "
+            "(DJK 2025, Thm 1.5); NaN: window not completed or flow failed",
+        ),
+        "vf_se": ("SE of the vector field at Θ_{n_j}", "1", "batch-means standard error of f̂"),
+        "flow_ok": ("flow solve succeeded", "1", "diffrax is_successful for the window's flow"),
+        "window_start": ("window start n_j", "1", "Adam step at which window j starts"),
+        "window": ("window start n_j", "1", "Adam step at which window j starts (index)"),
+        "apt_decay_exponent": (
+            "decay exponent p of the median APT error",
+            "1",
+            "least-squares slope of log median_seeds E_j against log n_j (fit_decay)",
+        ),
+        "apt_decay_exponent_se": (
+            "standard error of the decay exponent",
+            "1",
+            "least-squares SE of the slope p",
+        ),
+    }
 
     def __init__(self, flow: dict, seed: int, groups, steps: int):
         """``flow`` the validated ``[flow]`` table, ``seed`` the spec's seed, ``groups``
@@ -80,7 +104,12 @@ class APTRecorder(Recorder):
         self.starts = window_starts(
             steps, flow["windows"], flow["horizon"], kinds.pop(), sorted(scheds), flow["first"]
         )
-        self.coords = {"window_start": ("window", self.starts)}
+        self.coords = {"window_start": ("window", self.starts), "window": ("window", self.starts)}
+        self.attrs = {
+            k: dict(zip(("long_name", "units", "description"), v, strict=True))
+            for k, v in self._ATTRS.items()
+        }
+        self.attrs["apt_error"]["horizon"] = float(flow["horizon"])
 
     def bytes_per_run(self, dim: int, block: int) -> int:
         # The flow table (values and slopes, windows × grid × dim) and the block of
@@ -105,10 +134,17 @@ class APTRecorder(Recorder):
         n = ds["window_start"].values
         med = ds["apt_error"].median("seed", skipna=True)
         lead = med.dims[:-1]
-        vals = np.apply_along_axis(lambda m: fit_decay(n, m), -1, med.values)
-        ds["apt_decay_exponent"] = (lead, np.asarray(vals))
+        flat = med.values.reshape(-1, len(n))
+        fits = [fit_decay(n, m, full=True) for m in flat]
+        p = np.asarray([f.exponent for f in fits]).reshape(med.shape[:-1])
+        se = np.asarray([f.se for f in fits]).reshape(med.shape[:-1])
+        ds["apt_decay_exponent"] = (lead, p)
+        ds["apt_decay_exponent_se"] = (lead, se)
+        for k in ("apt_decay_exponent", "apt_decay_exponent_se"):
+            ds[k].attrs.update(self.attrs[k], fit_first_window=0, fit_last_window=len(n) - 1)
         if not lead:
-            ds.attrs["apt_decay_exponent"] = float(vals)
+            ds.attrs["apt_decay_exponent"] = float(p)
+            ds.attrs["apt_decay_exponent_se"] = float(se)
         return ds
 
 

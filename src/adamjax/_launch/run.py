@@ -23,10 +23,12 @@ def run(
     resume: bool = False,
     force: bool = False,
     budget: float | None = None,
+    scale: str | None = None,
+    overrides=(),
 ):
     """Run an experiment spec (TOML path or dict) and return its results.
 
-    Returns an ``xarray.Dataset`` with the layout of ``docs/RESULTS.md``: one dim per
+    Returns an ``xarray.Dataset`` with the layout of ``docs/results.md``: one dim per
     sweep axis (named by its dotted key), ``seed``, ``snapshot``, ``dim`` (and
     ``window`` with ``[flow]``); variables ``theta_final``, ``loss_final``,
     ``grad_norm_final``, ``t_final``, ``diverged``, ``diverged_step``,
@@ -37,7 +39,7 @@ def run(
     Args:
         spec: a path to a TOML spec, or the same content as a dict.
         out: a folder: the results are also stored under ``out/<name>/results.zarr``
-            (unit by unit, see ``docs/RESULTS.md``) and the returned dataset reads
+            (unit by unit, see ``docs/results.md``) and the returned dataset reads
             from there.
         progress: None (a bar on a terminal), True or False.
         chunk: runs per chunk; overrides ``run.chunk`` and the automatic size from
@@ -46,8 +48,11 @@ def run(
         resume: with ``out``, skip the units an interrupted run of the same spec
             completed.
         force: with ``out``, overwrite a folder holding another spec's results.
+        scale: apply the spec's ``[scale.NAME]`` overrides (e.g. ``"smoke"``).
+        overrides: ``"KEY=VALUE"`` strings or (key, value) pairs applied last, as the
+            CLI's ``--set`` (see :func:`~adamjax.load_spec`).
     """
-    plan = make_plan(spec, chunk=chunk, budget=budget)
+    plan = make_plan(load_spec(spec, scale=scale, overrides=overrides), chunk=chunk, budget=budget)
     if out is not None:
         explicit = chunk is not None or plan.spec["run"]["chunk"] is not None
         return run_to_store(

@@ -40,7 +40,7 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "b2": Param(FLOAT, _OPT.b2, _BETA, "β2 = β, second moment"),
         "eps": Param(FLOAT, _OPT.eps, in_range(0.0), "ε, outside the root"),
         "eps_root": Param(FLOAT, _OPT.eps_root, in_range(0.0), "added inside the root"),
-        "bias_correction": Param(BOOL, None, None, "default: on for adam/amsgrad"),
+        "bias_correction": Param(BOOL, None, None, "the 1 − βⁿ factors (default: on)"),
         "initial_accumulator": Param(
             FLOAT, _OPT.initial_accumulator, in_range(0.0), "AdaGrad's start"
         ),
@@ -58,7 +58,9 @@ SCHEMA: dict[str, dict[str, Param]] = {
     "run": {
         "steps": Param(INT, 1000, in_range(1), "Adam steps per run"),
         "seeds": Param(INT, 1, in_range(1), "runs per grid point"),
-        "theta0": Param(FLOATS, None, None, "start: a number or dim numbers"),
+        "theta0": Param(
+            FLOATS, None, None, "start θ0: a number or dim numbers (default: the problem's, else 1)"
+        ),
         "theta0_std": Param(FLOAT, 0.0, in_range(0.0), "std of a Gaussian perturbation of θ0"),
         "dtype": Param(STR, "float32", one_of(("float32", "float64")), "float32 or float64"),
         "bound": Param(FLOAT, SimConfig.bound, _POSITIVE, "divergence: |θ| beyond this"),
@@ -68,6 +70,8 @@ SCHEMA: dict[str, dict[str, Param]] = {
     },
     "record": {
         "snapshots": Param(INT, 64, in_range(0), "log-spaced snapshots of θ and the loss"),
+        "margin": Param(FLOAT, 0.1, in_range(0.0), "outcome: growth margin m (× the start)"),
+        "ratio": Param(FLOAT, 0.5, in_range(0.0, 1.0), "outcome: converged below ρ × the start"),
     },
     "flow": {
         "horizon": Param(FLOAT, _WIN.horizon, _POSITIVE, "T, in training time"),

@@ -4,7 +4,7 @@ A spec is data (a TOML file or the same content as a dict) — nothing in it is
 evaluated. :func:`load_spec` returns a normalised spec (every key present, with
 its default; the keys and defaults are those of ``schema``) or raises
 :class:`SpecError` (a ``ValueError``) whose one-line message names the offending
-key and value. The format is documented in ``docs/SPEC.md``.
+key and value. The format is documented in ``docs/spec.md``.
 
 Sweeps: ``[sweep]`` maps dotted keys (``"optimizer.b1"``) to lists; the grid is
 their Cartesian product in the order written. ``[zip]`` maps dotted keys to
@@ -47,10 +47,14 @@ def read_spec(spec) -> tuple[dict, str | None]:
         return copy.deepcopy(spec), None
     if isinstance(spec, str | os.PathLike):
         path = os.fspath(spec)
+        if os.path.isdir(path):
+            raise SpecError(f"spec = {fmt(path)}: is a folder, not a TOML file")
         if not os.path.isfile(path):
             raise SpecError(f"spec = {fmt(path)}: no such file")
         with open(path, "rb") as f:
             text = f.read().decode("utf-8", errors="replace")
+        # Editors on Windows may save a byte-order mark; TOML does not allow one.
+        text = text.removeprefix("\ufeff")
         try:
             return tomllib.loads(text), text
         except tomllib.TOMLDecodeError as e:
@@ -243,10 +247,65 @@ class LoadedSpec:
     hash: str
 
 
-def load_spec(spec) -> LoadedSpec:
-    """Read and validate a spec (path or dict)."""
+def load_spec(spec, *, scale: str | None = None, overrides=()) -> LoadedSpec:
+    """Read and validate a spec.
+
+    Args:
+        spec: a path to a TOML file, or the same content as a dict.
+        scale: apply the spec's ``[scale.NAME]`` table of dotted overrides
+            (``"run.steps" = 3000``, ``"sweep.optimizer.b1" = [0.0, 0.9]``).
+        overrides: ``"KEY=VALUE"`` strings (the CLI's ``--set``) or ``(key, value)``
+            pairs applied after the scale; a VALUE is read as TOML (``3000``,
+            ``[0.9, 0.99]``, ``"iid"``), and as a plain string if it is not TOML.
+
+    Returns:
+        A :class:`LoadedSpec`: the normalised spec, its TOML text (the file's text, or
+        the effective spec rendered as TOML when something was overridden) and hash.
+    """
     raw, text = read_spec(spec)
+    if scale is not None:
+        scales = raw.get("scale") or {}
+        if not isinstance(scales.get(scale), dict):
+            have = ", ".join(sorted(k for k, v in scales.items() if isinstance(v, dict)))
+            raise SpecError(
+                f"scale = {fmt(scale)}: the spec has no [scale.{scale}] table"
+                + (f" (it has: {have})" if have else "")
+            )
+        for key, value in scales[scale].items():
+            set_dotted(raw, key, copy.deepcopy(value))
+    for item in overrides:
+        key, value = _parse_override(item) if isinstance(item, str) else item
+        set_dotted(raw, key, value)
+    if scale is not None or overrides:
+        text = None
     norm = validate(raw)
     return LoadedSpec(
         spec=norm, text=text if text is not None else spec_toml(raw), hash=spec_hash(norm)
     )
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    key, eq, value = item.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise SpecError(f"--set = {fmt(item)}: expected KEY=VALUE, e.g. run.steps=3000")
+    try:
+        return key, tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value.strip()
+
+
+def set_dotted(raw: dict, key: str, value) -> None:
+    """Set a dotted key in a raw spec: ``"run.steps"``, ``"name"``; in ``sweep``, ``zip``,
+    ``scale`` and ``figure`` the rest of the key is one key (``"sweep.optimizer.b1"``)."""
+    table, sep, rest = key.partition(".")
+    if not sep:
+        raw[key] = value
+        return
+    sub = raw.setdefault(table, {})
+    if not isinstance(sub, dict):
+        raise SpecError(f"{table} = {fmt(sub)}: expected a table [{table}]")
+    if table in ("sweep", "zip", *EXTRA_TABLES) or "." not in rest:
+        sub[rest] = value
+    else:
+        set_dotted(sub, rest, value)

@@ -4,7 +4,7 @@ This module stores; it does not run anything (``sweep`` runs units into it).
 
 Layout of ``OUT/<name>/``::
 
-    results.zarr/     the dataset (SPEC §3), readable with ``xarray.open_zarr``
+    results.zarr/     the dataset (docs/results.md), readable with ``xarray.open_zarr``
     layout.json       spec hash + how the runs are cut into units (written after
                       the skeleton: its presence means the skeleton is complete)
     progress/u000017  completion marker of unit 17 (written after its data is durable)

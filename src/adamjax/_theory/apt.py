@@ -528,12 +528,14 @@ def apt_error(
 
 class DecayFit(NamedTuple):
     """Least-squares fit log E = log C + p log n: ``exponent`` p, ``log_prefactor`` log C,
-    and the window indices ``first``, ``last`` (inclusive) the fit was allowed to use."""
+    the window indices ``first``, ``last`` (inclusive) the fit was allowed to use, and the
+    standard error ``se`` of p (NaN with fewer than three usable windows)."""
 
     exponent: float
     log_prefactor: float
     first: int
     last: int
+    se: float = float("nan")
 
 
 def fit_decay(window_start, errors, *, first: int = 0, last: int | None = None, full=False):
@@ -544,7 +546,7 @@ def fit_decay(window_start, errors, *, first: int = 0, last: int | None = None, 
         errors: (runs, J) APT errors, or (J,) already reduced (e.g. medians).
         first, last: the window indices (inclusive) the fit uses; the rate is
             asymptotic, so fitting the later windows only (``first = J // 2``) is common.
-        full: return a :class:`DecayFit` (exponent, log prefactor, window range)
+        full: return a :class:`DecayFit` (exponent, log prefactor, window range, SE)
             instead of the exponent alone.
 
     Returns:
@@ -559,8 +561,12 @@ def fit_decay(window_start, errors, *, first: int = 0, last: int | None = None, 
     last = J - 1 if last is None else last
     idx = np.arange(J)
     ok = np.isfinite(med) & (med > 0) & (idx >= first) & (idx <= last)
-    if ok.sum() < 2:
-        p, c = float("nan"), float("nan")
-    else:
-        p, c = (float(x) for x in np.polyfit(np.log(n[ok]), np.log(med[ok]), 1))
-    return DecayFit(p, c, int(first), int(last)) if full else p
+    p = c = se = float("nan")
+    if ok.sum() >= 2:
+        x, y = np.log(n[ok]), np.log(med[ok])
+        p, c = (float(v) for v in np.polyfit(x, y, 1))
+        if ok.sum() >= 3:
+            resid = y - (c + p * x)
+            sxx = float(np.sum((x - x.mean()) ** 2))
+            se = float(np.sqrt(np.sum(resid**2) / (ok.sum() - 2) / sxx))
+    return DecayFit(p, c, int(first), int(last), se) if full else p

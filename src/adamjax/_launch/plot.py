@@ -1,0 +1,389 @@
+"""Plots of any sweep (``adamjax plot`` and ``adamjax.plot``), each a matplotlib Figure.
+
+* :func:`phase` — a phase diagram: a statistic over seeds of one variable as a heat map
+  over two sweep axes (β-like axes on a log(1 − β) scale with the swept values as
+  ticks, the curve β1 = √β2 where both betas are swept, cells marked by their
+  majority ``outcome``), one panel per value of a third axis;
+* :func:`curves` — the loss (or θ) over the snapshot steps, log–log, median and
+  10–90 % band over seeds, one curve per grid point;
+* :func:`apt` — the APT error per window start with the fitted decay and the √γ_n
+  reference (Dereich, Jentzen & Kassing 2025, Thm 1.5);
+* :func:`auto` — what the dataset holds: a phase diagram for two or more sweep axes,
+  else curves (and the APT panel with ``[flow]``).
+
+Titles carry the spec's parameters; every axis is labelled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+import warnings
+
+import numpy as np
+
+from .._engine.errors import SpecError
+from .outcome import CONVERGED, DIVERGING, UNDECIDED
+from .summary import B1, B2, sweep_axes
+
+STATS = ("median", "mean", "fraction")
+
+
+def _spec(ds) -> dict:
+    text = ds.attrs.get("spec", "")
+    for load in (tomllib.loads, json.loads):
+        try:
+            return load(text)
+        except (ValueError, TypeError):
+            continue
+    return {}
+
+
+def title(ds, extra: str = "") -> str:
+    """The spec's parameters that are not swept, in one line (two when long)."""
+    s, axes = _spec(ds), set(sweep_axes(ds))
+    parts = [str(s.get("name", ""))]
+    prob = s.get("problem", {})
+    parts.append(
+        ", ".join(
+            [str(prob.get("kind", "quadratic"))]
+            + [f"{k}={v}" for k, v in prob.items() if k != "kind" and f"problem.{k}" not in axes]
+        )
+    )
+    opt = s.get("optimizer", {})
+    o = [str(opt.get("kind", "adam"))]
+    o += [f"{k}={opt[k]}" for k in ("b1", "b2") if k in opt and f"optimizer.{k}" not in axes]
+    parts.append(" ".join(o))
+    sch = s.get("schedule", {})
+    if sch.get("kind", "power") == "power":
+        c, r = sch.get("c", "0.05"), sch.get("r", "0.5")
+        parts.append(f"γ_n = {c}·n^-{r}")
+    samp = s.get("sampling", {})
+    if samp:
+        parts.append(f"{samp.get('scheme', 'iid')} b={samp.get('batch_size', 1)}")
+    run = s.get("run", {})
+    parts.append(f"{run.get('steps', '?')} steps × {ds.sizes.get('seed', '?')} seeds")
+    line = "; ".join(p for p in parts if p)
+    return f"{extra}\n{line}" if extra else line
+
+
+def _is_beta(key: str) -> bool:
+    return key.endswith(".b1") or key.endswith(".b2")
+
+
+def _positions(key: str, values: np.ndarray):
+    """Cell centres of an axis and how its ticks read: (positions, tick labels, label)."""
+    labels = [f"{v:g}" if isinstance(v, float | np.floating) else str(v) for v in values]
+    if values.dtype.kind in "fi":
+        v = values.astype(np.float64)
+        # A log scale where the swept values are spread more evenly on it (β2 = 0.9,
+        # 0.99, 0.999 …), the plain scale where they are evenly spaced (β1 = 0, 0.1 …).
+        if _is_beta(key) and np.all((v >= 0) & (v < 1)) and _more_even(-np.log10(1 - v), v):
+            return -np.log10(1 - v), labels, f"{key} (log scale in 1 − β)"
+        if np.all(v > 0) and _more_even(np.log10(v), v):
+            return np.log10(v), labels, f"{key} (log scale)"
+        return v, labels, key
+    return np.arange(len(values), dtype=np.float64), labels, key
+
+
+def _more_even(transformed: np.ndarray, plain: np.ndarray) -> bool:
+    if len(plain) < 3:  # too few values to compare spacings: log when they span a decade
+        t = np.sort(transformed)
+        return len(t) == 2 and t[1] - t[0] >= 1
+
+    def spread(x):
+        d = np.diff(np.sort(x))
+        return np.std(d) / np.mean(d) if np.mean(d) > 0 else np.inf
+
+    return spread(transformed) < spread(plain)
+
+
+def _ticks(ax, which: str, pos, labels):
+    """Every swept value as a tick; labels thinned to at most 12."""
+    step = max(1, -(-len(labels) // 12))
+    shown = [lab if i % step == 0 else "" for i, lab in enumerate(labels)]
+    if which == "x":
+        ax.set_xticks(pos, shown, rotation=90 if len(labels) > 8 else 0, fontsize=8)
+    else:
+        ax.set_yticks(pos, shown, fontsize=8)
+
+
+def _edges(c: np.ndarray) -> np.ndarray:
+    if len(c) == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5])
+    mid = (c[1:] + c[:-1]) / 2
+    return np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
+
+
+def reduce(ds, var: str, stat: str):
+    """``stat`` over seeds of ``var``: ``median``, ``mean``, or ``fraction`` (of runs
+    flagged: ``outcome`` diverging, or a boolean variable True)."""
+    if stat not in STATS:
+        raise SpecError(f"--stat = {stat!r}: must be one of {', '.join(STATS)}")
+    if var not in ds:
+        have = ", ".join(k for k in ds.data_vars if "seed" in ds[k].dims)
+        raise SpecError(f"--var = {var!r}: not in the results (have: {have})")
+    v = ds[var]
+    if "seed" not in v.dims:
+        return v
+    if stat == "fraction":
+        if var == "outcome":
+            return (v == DIVERGING).mean("seed")
+        if v.dtype != bool:
+            raise SpecError(f"--stat = 'fraction': needs a flag variable, not {var!r}")
+        return v.mean("seed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return v.astype("float64").median("seed") if stat == "median" else v.mean("seed")
+
+
+def default_var(ds) -> str:
+    return "gap_final" if "gap_final" in ds else "loss_final"
+
+
+def phase(ds, x: str | None = None, y: str | None = None, var=None, stat="median"):
+    """A phase diagram of ``stat`` over seeds of ``var`` over the sweep axes ``x``, ``y``
+    (default: β1, β2 when both are swept, else the first two axes), one panel per value
+    of a third axis; further axes are held at their first value (said in the title)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm, Normalize
+
+    axes = sweep_axes(ds)
+    if len(axes) < 2:
+        raise SpecError(f"plot: a phase diagram needs two sweep axes, the results have {axes}")
+    if x is None and y is None and B1 in axes and B2 in axes:
+        x, y = B1, B2
+    rest = [a for a in axes if a not in (x, y)]
+    x = x or rest.pop(0)
+    y = y or rest.pop(0)
+    for key in (x, y):
+        if key not in axes:
+            raise SpecError(f"--x/--y = {key!r}: not a sweep axis (axes: {', '.join(axes)})")
+    var = var or default_var(ds)
+    facet = rest[0] if rest else None
+    held = {a: ds[a].values[0] for a in rest[1:]}
+    sub = ds.isel({a: 0 for a in held})
+    z = reduce(sub, var, stat)
+    oc = sub.get("outcome")
+    fvals = list(sub[facet].values) if facet else [None]
+    fig, axs = plt.subplots(
+        1, len(fvals), figsize=(4.8 * len(fvals) + 1.4, 4.4), squeeze=False, constrained_layout=True
+    )
+    px, xl, xlab = _positions(x, ds[x].values)
+    py, yl, ylab = _positions(y, ds[y].values)
+    vals = np.asarray(z.values, np.float64)
+    fin = vals[np.isfinite(vals)]
+    pos = fin[fin > 0]
+    if stat != "fraction" and pos.size == fin.size and pos.size and pos.max() / pos.min() > 100:
+        norm = LogNorm(pos.min(), pos.max())
+    else:
+        norm = Normalize(*(fin.min(), fin.max()) if fin.size else (0, 1))
+    mesh = None
+    for ax, fv in zip(axs[0], fvals, strict=True):
+        zz = z.sel({facet: fv}) if facet else z
+        grid = zz.transpose(y, x).values.astype(np.float64)
+        mesh = ax.pcolormesh(_edges(px), _edges(py), grid, norm=norm, cmap="viridis")
+        if oc is not None:
+            o = oc.sel({facet: fv}) if facet else oc
+            _mark_outcomes(ax, o, x, y, px, py)
+        if {x, y} == {B1, B2}:
+            _sqrt_curve(ax, x, ds)
+        _ticks(ax, "x", px, xl)
+        _ticks(ax, "y", py, yl)
+        ax.set_xlim(_edges(px)[[0, -1]])
+        ax.set_ylim(_edges(py)[[0, -1]])
+        ax.set_xlabel(xlab)
+        ax.set_ylabel(ylab)
+        if facet:
+            ax.set_title(f"{facet} = {fv}", fontsize=10)
+        if ax is axs[0][0] and ax.get_legend_handles_labels()[0]:
+            # Above the panel, so that it hides no cell.
+            ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, frameon=False)
+    lv = ds[var].attrs.get("long_name", var)
+    what = "fraction of runs diverging" if (stat == "fraction" and var == "outcome") else lv
+    fig.colorbar(
+        mesh, ax=axs[0].tolist(), label=f"{stat} of {what} [{ds[var].attrs.get('units', '1')}]"
+    )
+    hold = f" ({', '.join(f'{k} = {v}' for k, v in held.items())})" if held else ""
+    fig.suptitle(title(ds, f"{stat} over {ds.sizes['seed']} seeds of {var}{hold}"), fontsize=9)
+    return fig
+
+
+def _mark_outcomes(ax, o, x, y, px, py):
+    """Markers on cells whose runs mostly diverge (red ×) or stay undecided (grey ·)."""
+    o = o.transpose(y, x, "seed").values
+    div = (o == DIVERGING).mean(-1) > 0.5
+    und = ((o == UNDECIDED).mean(-1) > 0.5) & ~div
+    conv = (o == CONVERGED).mean(-1) > 0.5
+    gx, gy = np.meshgrid(px, py)
+    ms = 4 if len(px) * len(py) > 400 else 7
+    if div.any():
+        ax.plot(gx[div], gy[div], "x", color="red", ms=ms, mew=1, label="most runs diverging")
+    if und.any():
+        ax.plot(gx[und], gy[und], ".", color="0.6", ms=ms, label="most runs undecided")
+    if conv.all():
+        ax.plot([], [], " ", label="every cell: most runs converged")
+
+
+def _sqrt_curve(ax, x, ds):
+    """β1 = √β2 in the axes' coordinates (−log10(1 − β))."""
+    b2 = np.linspace(0, max(ds[B2].values.max(), 0.999999), 400)
+    b1 = np.sqrt(b2)
+    ok = b1 < 1
+    u1, u2 = -np.log10(1 - b1[ok]), -np.log10(1 - b2[ok])
+    xs, ys = (u1, u2) if x == B1 else (u2, u1)
+    lim_x, lim_y = ax.get_xlim(), ax.get_ylim()
+    from matplotlib import patheffects
+
+    ax.plot(
+        xs,
+        ys,
+        "w--",
+        lw=1.6,
+        label="β1 = √β2",
+        path_effects=[patheffects.withStroke(linewidth=2.8, foreground="0.2")],
+    )
+    ax.set_xlim(lim_x)
+    ax.set_ylim(lim_y)
+
+
+def _points(ds, max_points: int):
+    axes = sweep_axes(ds)
+    if not axes:
+        return [({}, ds)]
+    st = ds.stack(point=axes)
+    n = st.sizes["point"]
+    pick = np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(int))
+    out = []
+    for i in pick:
+        p = st.isel(point=i)
+        label = ", ".join(f"{a.rpartition('.')[2]}={_fmt(p[a].item())}" for a in axes)
+        out.append((label, p))
+    return out
+
+
+def _fmt(v):
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def curves(ds, var: str = "loss", ax=None, max_points: int = 8):
+    """``var`` (``loss``, or ``theta``: its norm) over the snapshot steps, log–log: median
+    and 10–90 % band over seeds, one curve per grid point (at most ``max_points``)."""
+    import matplotlib.pyplot as plt
+
+    if var not in ("loss", "theta") or var not in ds:
+        raise SpecError(f"--var = {var!r}: curves over steps need 'loss' or 'theta'")
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+    steps = ds["snapshot_step"].values
+    keep = steps >= 1
+    logy = True
+    for label, p in _points(ds, max_points):
+        v = p[var]
+        if var == "theta":
+            v = np.sqrt((v.astype("float64") ** 2).sum("dim"))
+        a = np.asarray(v.transpose("seed", "snapshot").values, np.float64)[:, keep]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med, lo, hi = (np.nanquantile(a, q, axis=0) for q in (0.5, 0.1, 0.9))
+        logy &= bool(np.all(lo[np.isfinite(lo)] > 0))
+        (line,) = ax.plot(steps[keep], med, lw=1.5, label=label or "median")
+        ax.fill_between(steps[keep], lo, hi, color=line.get_color(), alpha=0.18, lw=0)
+    ax.set_xscale("log")
+    ax.set_yscale("log" if logy else "linear")
+    ax.set_xlabel("Adam step n")
+    name = "‖Θ_n‖" if var == "theta" else ds[var].attrs.get("long_name", var)
+    ax.set_ylabel(f"{name}\n(median and 10–90 % over seeds)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7)
+    if fig is not None:
+        fig.suptitle(title(ds), fontsize=9)
+    return fig or ax.figure
+
+
+def apt(ds, ax=None, max_points: int = 8):
+    """The APT error per window start: median and interquartile band over seeds per grid
+    point, the fitted decay n^p, and the √γ_n reference (slope −r/2) for a power
+    schedule that is not swept."""
+    import matplotlib.pyplot as plt
+
+    if "apt_error" not in ds:
+        raise SpecError("plot: the results have no apt_error (add a [flow] table to the spec)")
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+    n = ds["window_start"].values.astype(np.float64)
+    last = None
+    for label, p in _points(ds, max_points):
+        e = np.asarray(p["apt_error"].transpose("seed", "window").values, np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med, lo, hi = (np.nanquantile(e, q, axis=0) for q in (0.5, 0.25, 0.75))
+        (line,) = ax.plot(n, med, "o-", ms=3, lw=1.4, label=f"{label or 'median'}")
+        ax.fill_between(n, lo, hi, color=line.get_color(), alpha=0.18, lw=0)
+        pexp = float(p["apt_decay_exponent"]) if "apt_decay_exponent" in p else math.nan
+        ok = np.isfinite(med) & (med > 0)
+        if np.isfinite(pexp) and ok.sum() >= 2:
+            c = np.mean(np.log(med[ok]) - pexp * np.log(n[ok]))
+            ax.plot(
+                n,
+                np.exp(c) * n**pexp,
+                ":",
+                color=line.get_color(),
+                lw=1.2,
+                label=f"fit ∝ n^{pexp:.3f}",
+            )
+        last = med
+    sch = _spec(ds).get("schedule", {})
+    axes = sweep_axes(ds)
+    if (
+        sch.get("kind", "power") == "power"
+        and not any(a.startswith("schedule.") for a in axes)
+        and last is not None
+    ):
+        c, r, n0 = (float(sch.get(k, d)) for k, d in (("c", 0.05), ("r", 0.5), ("n0", 0.0)))
+        ref = np.sqrt(c * (n + n0) ** (-r))
+        ok = np.isfinite(last) & (last > 0)
+        if ok.any():
+            scale = np.exp(np.mean(np.log(last[ok]) - np.log(ref[ok])))
+            ax.plot(
+                n, scale * ref, "--", color="C3", lw=1.2, label=f"∝ √γ_n (slope −r/2 = {-r / 2:g})"
+            )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("window start n_j (Adam step)")
+    T = ds["apt_error"].attrs.get("horizon", "T")
+    ax.set_ylabel(f"APT error E_j(T), T = {T}\n(median and interquartile range)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    if fig is not None:
+        fig.suptitle(title(ds), fontsize=9)
+    return fig or ax.figure
+
+
+def auto(ds, x=None, y=None, var=None, stat="median"):
+    """What the dataset holds: :func:`phase` for two or more sweep axes (or when ``x`` and
+    ``y`` are given), else :func:`curves` of the loss, beside :func:`apt` with ``[flow]``."""
+    import matplotlib.pyplot as plt
+
+    if len(sweep_axes(ds)) >= 2 or (x and y):
+        return phase(ds, x, y, var, stat)
+    panels = 2 if "apt_error" in ds else 1
+    fig, axs = plt.subplots(
+        1, panels, figsize=(6.2 * panels, 4.4), squeeze=False, constrained_layout=True
+    )
+    curves(ds, var or "loss", ax=axs[0][0])
+    if panels == 2:
+        apt(ds, ax=axs[0][1])
+    fig.suptitle(title(ds), fontsize=9)
+    return fig
+
+
+def save(fig, path) -> None:
+    """Write ``fig`` (PNG, SVG or PDF by the extension of ``path``)."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,126 @@
+"""``adamjax summary`` and ``adamjax plot`` on small datasets with 0, 1, 2 and 3 sweep
+axes and with [flow]: the numbers the summary states, and figures that are written,
+labelled and titled with the spec's parameters."""
+
+import json
+import os
+import shutil
+import warnings
+
+import matplotlib
+import numpy as np
+import pytest
+
+import adamjax
+from clihelp import run_cli
+from helpers import base_spec
+
+matplotlib.use("Agg")
+
+# Copy the test figures here to look at them (ADAMJAX_KEEP_PLOTS=/some/folder).
+KEEP = os.environ.get("ADAMJAX_KEEP_PLOTS")
+
+
+def _zhang(sweep, steps=2000, seeds=4, **extra):
+    spec = {
+        "name": "zs",
+        "problem": {"kind": "zhang", "n": 10},
+        "optimizer": {"b1": 0.0},
+        "schedule": {"c": 0.1, "r": 0.5},
+        "sampling": {"scheme": "reshuffle"},
+        "run": {"steps": steps, "seeds": seeds, "theta0": 0.0},
+        "record": {"snapshots": 16},
+        "sweep": sweep,
+        **extra,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", adamjax.AssumptionWarning)
+        return adamjax.run(spec, progress=False)
+
+
+DATASETS = {
+    "0 axes, flow": lambda: adamjax.run(
+        {**base_spec(**{"run.steps": 600, "run.seeds": 6}), "flow": {"windows": 4}},
+        progress=False,
+    ),
+    "1 axis": lambda: _zhang({"optimizer.b2": [0.3, 0.99]}),
+    "2 axes": lambda: _zhang({"optimizer.b1": [0.0, 0.3, 0.5], "optimizer.b2": [0.3, 0.9, 0.99]}),
+    "3 axes": lambda: _zhang(
+        {"problem.n": [10, 20], "optimizer.b1": [0.0, 0.5], "optimizer.b2": [0.3, 0.99]}
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=list(DATASETS))
+def case(request):
+    return request.param, DATASETS[request.param]()
+
+
+def test_summary(case):
+    name, ds = case
+    s = adamjax.summary(ds)
+    axes = [d for d in ds["loss_final"].dims if d != "seed"]
+    assert list(s["converged"].dims) == axes
+    total = s["converged"] + s["diverging"] + s["undecided"]
+    np.testing.assert_allclose(total.values, 1.0)
+    table = adamjax.summary_table(ds, s)
+    assert len(table.splitlines()) >= 1 + int(np.prod([ds.sizes[a] for a in axes]))
+    if "optimizer.b1" in axes and "optimizer.b2" in axes:
+        # β2 = 0.3 diverges, β2 = 0.99 converges at every β1: critical β2 = 0.99 or 0.9.
+        cb = s["critical_b2"]
+        assert np.all((cb.values >= 0.9) & (cb.values <= 0.99)), cb.values
+        assert "critical β2" in table
+
+
+def test_plot(case, tmp_path):
+    name, ds = case
+    fig = adamjax.plot.auto(ds)
+    axes = [a for a in fig.axes if a.get_label() != "<colorbar>"]
+    assert axes and all(a.get_xlabel() and a.get_ylabel() for a in axes)
+    title = fig._suptitle.get_text()
+    assert ds.attrs["spec"] and "steps" in title and "seeds" in title
+    path = tmp_path / f"{name.replace(' ', '_').replace(',', '')}.png"
+    adamjax.plot.save(fig, path)
+    assert path.stat().st_size > 10_000
+    if KEEP:
+        shutil.copy(path, KEEP)
+
+
+def test_phase_marks_divergence_and_draws_sqrt_curve():
+    ds = DATASETS["2 axes"]()
+    fig = adamjax.plot.phase(ds)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "most runs diverging" in labels and "β1 = √β2" in labels
+    assert "log scale in 1 − β" in fig.axes[0].get_ylabel()
+
+
+def test_bad_plot_options_are_spec_errors():
+    ds = DATASETS["1 axis"]()
+    with pytest.raises(adamjax.SpecError, match="--stat"):
+        adamjax.plot.reduce(ds, "loss_final", "mode")
+    with pytest.raises(adamjax.SpecError, match="--var = 'nope'"):
+        adamjax.plot.reduce(ds, "nope", "median")
+    with pytest.raises(adamjax.SpecError, match="two sweep axes"):
+        adamjax.plot.phase(ds)
+
+
+def test_cli_run_plot_summary(tmp_path):
+    """The acceptance path: run with --set, plot with no option, summary (text, json)."""
+    r = run_cli(
+        "run", "zhang-sweep", "--out", str(tmp_path), "--no-progress",
+        "--set", "run.steps=1500", "--set", "run.seeds=4",
+        "--set", "sweep.optimizer.b1=[0.0, 0.5]", "--set", "sweep.optimizer.b2=[0.3, 0.6, 0.99]",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    store = tmp_path / "zhang-sweep" / "results.zarr"
+    r = run_cli("plot", store, "--out", tmp_path / "p.png")
+    assert r.returncode == 0 and (tmp_path / "p.png").stat().st_size > 10_000, r.stderr
+    if KEEP:
+        shutil.copy(tmp_path / "p.png", os.path.join(KEEP, "cli-phase.png"))
+    r = run_cli("summary", store)
+    assert r.returncode == 0 and "critical β2" in r.stdout, r.stderr
+    r = run_cli("summary", store, "--json")
+    data = json.loads(r.stdout)
+    assert data["axes"] == ["optimizer.b1", "optimizer.b2"] and len(data["points"]) == 6
+    r = run_cli("plot", tmp_path, "--out", tmp_path / "p.txt")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a results store" in r.stderr
