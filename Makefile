@@ -27,12 +27,12 @@ figures: $(STAMP)
 	.venv/bin/adamjax figures --scale paper
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks experiments
-	$(PY) -m ruff format --check src tests benchmarks experiments
+	$(PY) -m ruff check src tests benchmarks experiments examples
+	$(PY) -m ruff format --check src tests benchmarks experiments examples
 
 format: $(STAMP)
-	$(PY) -m ruff check --fix src tests benchmarks experiments
-	$(PY) -m ruff format src tests benchmarks experiments
+	$(PY) -m ruff check --fix src tests benchmarks experiments examples
+	$(PY) -m ruff format src tests benchmarks experiments examples
 
 clean:
 	rm -rf .venv build dist src/*.egg-info .pytest_cache .ruff_cache results figures-out

@@ -139,8 +139,8 @@ class Work:
 
     def cfg(self, record: int | None = None, **kw) -> SimConfig:
         rec = self.record if record is None else record
+        kw.setdefault("problem", self.problem)
         return SimConfig(
-            problem=self.problem,
             steps=self.steps,
             block=default_block(self.problem, 1),
             record_steps=log_spaced_steps(self.steps, rec),
@@ -189,6 +189,20 @@ def work_regression(runs: int, steps: int) -> Work:
         shared=True,
         notes="N=16 points, width 32 (97 params), iid batch 1",
     )
+
+
+def pytree_twin(prob):
+    """The regression network as a user would write it: a per-example loss of a tuple
+    (W1, b1, w2, b2) through :func:`adamjax.finite_sum_problem` (same θ layout)."""
+
+    def loss(params, example):
+        w1, b1, w2, b2 = params
+        x, y = example
+        return 0.5 * (jnp.tanh(w1 @ x + b1) @ w2 + b2 - y) ** 2
+
+    w, i = prob.width, prob.input_dim
+    init = (jnp.zeros((w, i)), jnp.zeros(w), jnp.zeros(w), jnp.zeros(()))
+    return adamjax.finite_sum_problem(loss, prob.data, init)
 
 
 def work_zhang(grid: int, seeds: int, steps: int) -> Work:
@@ -684,15 +698,17 @@ def run_suite(a) -> list[dict]:
         standard.append((w, 200 if q else 2000))
     if "regression" in only:
         w = work_regression(64 if q else (1 << 16 if gpu else 1024), 200 if q else 2000)
-        standard.append((w, 100 if q else 1000))
-    for w, torch_steps in standard:
+        twin = {"variant": "adamjax (PyTree problem, no snapshots)", "record": 0,
+                "problem": pytree_twin(w.problem)}  # fmt: skip
+        standard.append((w, 100 if q else 1000, [NO_SNAPSHOTS, twin]))
+    for w, torch_steps, *extra in standard:
         rows += suite_standard(
             w,
             a,
             per_run_runs=2 if q else 8,
             torch_runs=1,
             torch_steps=torch_steps,
-            extra=[NO_SNAPSHOTS],
+            extra=extra[0] if extra else [NO_SNAPSHOTS],
         )
     if "zhang" in only:
         w = work_zhang(8 if q else 32, 2 if q else 8, 200 if q else 2000)

@@ -39,6 +39,8 @@ from ._engine.problems.base import StreamProblem as StreamProblem
 from ._engine.problems.builtin import Builtin as Builtin
 from ._engine.problems.digits import Digits as Digits
 from ._engine.problems.linear_regression import LinearRegression as LinearRegression
+from ._engine.problems.pytree import PyTreeFiniteSumProblem as PyTreeFiniteSumProblem
+from ._engine.problems.pytree import finite_sum_problem as finite_sum_problem
 from ._engine.problems.quadratic import Quadratic as Quadratic
 from ._engine.problems.reddi import Reddi as Reddi
 from ._engine.problems.registry import BUILTINS as BUILTINS

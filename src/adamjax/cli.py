@@ -123,8 +123,16 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("results", help="OUT/<name>/results.zarr (or the folder OUT/<name>)")
     pl.add_argument("--x", help="sweep axis on x (default: β1, or the first axis)")
     pl.add_argument("--y", help="sweep axis on y (default: β2, or the second axis)")
-    pl.add_argument("--var", help="variable (default: gap_final, else loss_final)")
-    pl.add_argument("--stat", default="median", help="median (default), mean or fraction")
+    pl.add_argument(
+        "--var",
+        help="variable (phase diagram: default gap_final, else loss_final; curves: loss or theta)",
+    )
+    pl.add_argument(
+        "--stat",
+        default="median",
+        choices=("median", "mean", "fraction"),
+        help="over seeds (default median; fraction: of runs diverging, for --var outcome)",
+    )
     pl.add_argument("--out", help="PNG, SVG or PDF file (default: plot.png beside the store)")
     sm = sub.add_parser("summary", help="a table per grid point; critical β2 per β1")
     sm.add_argument("results", help="OUT/<name>/results.zarr (or the folder OUT/<name>)")
@@ -292,7 +300,9 @@ def _jsonable(s) -> dict:
         row = {a: p[a].item() for a in axes}
         for k in s.data_vars:
             v = np.asarray(p[k].values, np.float64)
-            row[k] = v.tolist() if v.ndim else (None if np.isnan(v) else float(v))
+            clean = np.where(np.isfinite(v), v, np.nan).astype(object)
+            clean[~np.isfinite(v)] = None  # JSON has no NaN
+            row[k] = clean.tolist() if v.ndim else clean.item()
         points.append(row)
     return {"axes": axes, "points": points}
 

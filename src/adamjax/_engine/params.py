@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .errors import SpecError
 
-INT, FLOAT, STR, BOOL, FLOATS = "int", "float", "str", "bool", "float|list"
+INT, FLOAT, STR, BOOL, FLOATS, ANY = "int", "float", "str", "bool", "float|list", "any"
 
 
 def fmt(v) -> str:
@@ -85,9 +87,28 @@ class Param:
         return v
 
 
+def plain(v):
+    """NumPy scalars and arrays as Python numbers and lists (recursively in dicts and
+    lists), so that a spec may be written with NumPy values."""
+    if isinstance(v, np.ndarray):
+        return plain(v.tolist())
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [plain(x) for x in v]
+    return v
+
+
 def coerce(key: str, v, typ: str):
     """Check the type of one value (ints are accepted for floats); return it normalised."""
+    v = plain(v)
+    if typ == ANY:
+        return v
     if typ == INT:
+        if isinstance(v, float) and v.is_integer():
+            return int(v)  # 1e5 is an integer
         if isinstance(v, bool) or not isinstance(v, int):
             raise SpecError(f"{key} = {fmt(v)}: expected an integer")
         return v

@@ -39,6 +39,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .optimizers import OptHParams, make_optimizer
 from .problems.base import Problem
+from .pytree import flatten, is_flat
 from .rng import fused_key
 from .schedules import SchedHParams, step_size
 
@@ -317,8 +318,9 @@ def _simulate_one(cfg: SimConfig, p: RunParams) -> RunResult:
     c = c._replace(snaps=c.snaps[: len(rec)])
 
     loss = problem.loss(c.theta)
-    # A loss that overflowed although θ stayed finite also counts as divergence.
-    late = ~c.diverged & ~jnp.isfinite(loss)
+    # A loss that overflowed although θ stayed finite also counts as divergence (a
+    # problem without a loss is judged on θ alone).
+    late = ~c.diverged & ~jnp.isfinite(loss) & problem.has_loss
     diverged = c.diverged | late
     diverged_step = jnp.where(late, cfg.steps, c.diverged_step)
     grad_norm = jnp.linalg.norm(problem.grad(c.theta))
@@ -390,7 +392,9 @@ def simulate(
         cfg: what shapes the compiled program (problem, optimiser kind, schedule kind,
             sampling, steps, recording, observer).
         params: per-run inputs, every leaf with a leading run axis (keys, θ0, β1, β2,
-            ε, step-size constants, observer inputs).
+            ε, step-size constants, observer inputs). θ0 may be a PyTree of arrays
+            (leading run axis on every leaf): the runs use its flat vector and ``theta``
+            and ``snapshots`` come back in the same structure.
         chunk: runs per call (all at once if None).
         runner: the per-chunk function (default :func:`simulate_batch`; the launcher
             passes a device-sharded :class:`~adamjax.Runner`).
@@ -402,6 +406,12 @@ def simulate(
     Reference: Kingma & Ba (2015); Dereich, Jentzen & Kassing (2025), Def. 1.1.
     """
     runner = runner or simulate_batch
+    # PyTree θ0 (leading run axis on every leaf): run on the flat vector, give θ back
+    # in the same structure.
+    pytree = not is_flat(params.theta0)
+    if pytree:
+        theta0, unflatten = flatten(params.theta0, lead=1)
+        params = params._replace(theta0=np.asarray(theta0))
     n = int(jax.tree_util.tree_leaves(params)[0].shape[0])
     chunk = n if chunk is None else max(1, min(int(chunk), n))
     # Compiled batches are a multiple of LANES runs, so that XLA's vectorised loops
@@ -417,6 +427,18 @@ def simulate(
         outs.append(res)
         if progress is not None:
             progress(hi - lo)
-    if len(outs) == 1:
-        return outs[0]
-    return jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=0), *outs)
+    res = (
+        outs[0]
+        if len(outs) == 1
+        else jax.tree_util.tree_map(lambda *a: np.concatenate(a, axis=0), *outs)
+    )
+    if pytree:
+        res = res._replace(
+            theta=_numpy_tree(unflatten, res.theta),
+            snapshots=_numpy_tree(unflatten, res.snapshots),
+        )
+    return res
+
+
+def _numpy_tree(unflatten, y):
+    return jax.tree_util.tree_map(np.asarray, unflatten(y))

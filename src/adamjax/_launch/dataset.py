@@ -50,7 +50,11 @@ ATTRS: dict[str, tuple[str, str, str]] = {
     ),
     "snapshot": ("snapshot step n", "1", "Adam step of each snapshot (index of dim snapshot)"),
     "snapshot_step": ("snapshot step n", "1", "Adam step of each snapshot"),
-    "dim": ("coordinate of θ", "1", "index into the flat parameter vector θ"),
+    "param": (
+        "entry of θ",
+        "1",
+        "name of each entry of the flat θ: the leaf path and index for PyTree parameters",
+    ),
 }
 
 
@@ -71,6 +75,7 @@ def provenance(plan: Plan) -> dict[str, Any]:
         "backend": jax.default_backend(),
         "device_count": jax.device_count(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        **plan.provenance,  # a user's problem module: its file and source hash
     }
 
 
@@ -99,6 +104,7 @@ def to_dataset(plan: Plan, flat: dict[str, np.ndarray]):
         for name, vals in plan.zip_coords.items():
             coords[name] = (zdim, axis_values(vals))
     coords["snapshot"] = ("snapshot", plan.snapshot_steps)
+    coords["param"] = ("dim", np.asarray(plan.param_names))
     coords.update(plan.coords)
     ds = xr.Dataset(data_vars, coords=coords, attrs=provenance(plan))
     return describe(ds, plan)
@@ -112,9 +118,15 @@ def describe(ds, plan: Plan):
     table = {k: dict(zip(keys, v, strict=True)) for k, v in ATTRS.items()}
     for rec in plan.recorders:
         table.update(rec.attrs)
+    axes = {name for name, _ in plan.axes} | set(plan.zip_coords)
     for name in ds.variables:
-        # not in the table: a sweep axis or a zipped key ("optimizer.b2")
-        ds[name].attrs.update(table.get(name) or dict(zip(keys, _axis_attrs(name), strict=True)))
+        if name in table:
+            attrs = table[name]
+        elif name in axes:  # a sweep axis or a zipped key ("optimizer.b2")
+            attrs = dict(zip(keys, _axis_attrs(name), strict=True))
+        else:  # a recorder's variable it did not describe
+            attrs = {"long_name": name, "units": "1", "description": name}
+        ds[name].attrs.update(attrs)
     if "outcome" in ds:
         ds["outcome"].attrs.update(
             flag_values=np.arange(3, dtype=np.int8), flag_meanings=FLAG_MEANINGS

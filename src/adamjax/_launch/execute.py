@@ -52,6 +52,17 @@ def _steps(progress, plan: Plan):
     return lambda runs: progress(runs * plan.steps)
 
 
+def _initial_loss(problem, theta0: np.ndarray, chunk: int) -> np.ndarray:
+    loss = jax.jit(jax.vmap(problem.loss))
+    n, width = len(theta0), max(1, min(chunk, len(theta0)))
+    out = []
+    for lo in range(0, n, width):
+        part = theta0[lo : lo + width]
+        pad = np.concatenate([part, np.repeat(part[:1], width - len(part), 0)])
+        out.append(np.asarray(loss(jnp.asarray(pad)))[: len(part)])
+    return np.concatenate(out)
+
+
 def _outcome(plan: Plan, group: Group, theta0: np.ndarray, res: RunResult) -> np.ndarray:
     """``outcome`` of the runs (see ``outcome``): q is the distance to the minimiser
     where it is known, else the loss."""
@@ -66,7 +77,10 @@ def _outcome(plan: Plan, group: Group, theta0: np.ndarray, res: RunResult) -> np
         q0, q_last = q(theta0), q(res.theta)
         q_mid = None if mid is None else q(res.snapshots[:, mid])
     else:
-        q0 = np.asarray(jax.vmap(problem.loss)(jnp.asarray(theta0)))
+        if len(plan.snapshot_steps) and plan.snapshot_steps[0] == 0:
+            q0 = res.snapshot_loss[:, 0]  # step 0 is recorded: L(θ0)
+        else:  # evaluated in chunks of one compiled shape, as the runs were
+            q0 = _initial_loss(problem, theta0, group.chunk)
         q_last = res.loss
         q_mid = None if mid is None else res.snapshot_loss[:, mid]
     rec = plan.spec["record"]

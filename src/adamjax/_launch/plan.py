@@ -17,8 +17,10 @@ here, so that running a plan needs nothing but the plan.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -27,16 +29,19 @@ import numpy as np
 
 from .._engine.errors import SpecError
 from .._engine.optimizers import OptHParams
-from .._engine.problems.base import Problem
-from .._engine.problems.registry import make_problem, problem_dim
+from .._engine.params import fmt
+from .._engine.problems.base import AbstractFiniteSumProblem, Problem
 from .._engine.sampling import run_keys
 from .._engine.schedules import SchedHParams
 from .._engine.simulate import RunParams, SimConfig, default_block, log_spaced_steps
+from .problems import Problems, problem_hash
 from .recorders import Recorder, default_recorders
-from .spec import LoadedSpec, axes_of, grid_points, load_spec
+from .spec import LoadedSpec, axes_of, check_theta0, grid_points, load_spec
 
-# Separate random stream for the θ0 perturbation (run.theta0_std).
+# Separate random streams for the θ0 perturbation (run.theta0_std) and for a problem
+# that draws each run's start (a user's init(key)).
 _THETA0_TAG = 0x7E7A
+_INIT_TAG = 0x1A17
 
 # The engine's variables (``execute.run_group``): name → trailing dims after (sweep
 # axes…, seed). ``gap_final`` exists where the problem's minimiser is known.
@@ -79,6 +84,8 @@ class Plan:
     the sweep axes, seeds, θ's dimension, the snapshot steps, the recorders and the
     declared variables (name → trailing dims) and extra coordinates."""
 
+    param_names: tuple[str, ...]
+    provenance: dict[str, str]
     loaded: LoadedSpec
     axes: list[tuple[str, list]]
     zip_coords: dict[str, list]
@@ -179,7 +186,13 @@ def default_budget() -> float:
     return float(2**30)
 
 
-def make_plan(spec, *, chunk: int | None = None, budget: float | None = None) -> Plan:
+def make_plan(
+    spec,
+    *,
+    chunk: int | None = None,
+    budget: float | None = None,
+    problem: Problem | None = None,
+) -> Plan:
     """Validate ``spec`` and build its :class:`Plan`, recorders prepared (with ``[flow]``
     this runs the APT pass 1 and integrates the flows); no simulation of the runs yet.
 
@@ -187,14 +200,29 @@ def make_plan(spec, *, chunk: int | None = None, budget: float | None = None) ->
         spec: a path to a TOML file, a dict, or a loaded spec.
         chunk: runs per chunk (overrides ``run.chunk`` and the memory budget).
         budget: bytes per device for one chunk (default: :func:`default_budget`).
+        problem: a problem object that replaces the spec's ``[problem]`` (its class and
+            data enter the spec hash, so a store of another problem is not resumed).
     """
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    if problem is not None:
+        digest = f"{loaded.hash}{problem_hash(problem)}".encode()
+        loaded = dataclasses.replace(loaded, hash=hashlib.sha256(digest).hexdigest()[:16])
     s = loaded.spec
     axes = axes_of(s)
     zip_coords = dict(list(s["zip"].items())[1:]) if s["zip"] else {}
     points = list(grid_points(s))
     seeds = s["run"]["seeds"]
-    dims = {problem_dim(p["problem"]) for p in points}
+    spec_dir = Path(loaded.path).resolve().parent if loaded.path else Path.cwd()
+    build = Problems(spec_dir, problem)
+    built = [build(p["problem"], run_dtype(p["run"]["dtype"])) for p in points]
+    for p, prob in zip(points, built, strict=True):
+        check_theta0(p["run"]["theta0"], int(prob.dim))
+        if not isinstance(prob, AbstractFiniteSumProblem) and p["sampling"]["scheme"] != "iid":
+            raise SpecError(
+                f"sampling.scheme = {fmt(p['sampling']['scheme'])}: the problem draws fresh "
+                'samples every step, so only "iid" applies'
+            )
+    dims = {int(prob.dim) for prob in built}
     if len(dims) > 1:
         raise SpecError(
             f"sweep: grid points have different θ dimensions {sorted(dims)}; "
@@ -214,7 +242,7 @@ def make_plan(spec, *, chunk: int | None = None, budget: float | None = None) ->
     for gids in by_key.values():
         point = points[gids[0]]
         dtype = run_dtype(point["run"]["dtype"])
-        problem = make_problem(point["problem"], dtype)
+        problem = built[gids[0]]
         has_min = has_min and problem.minimizer is not None
         batch = point["sampling"]["batch_size"]
         cfg = SimConfig(
@@ -245,6 +273,8 @@ def make_plan(spec, *, chunk: int | None = None, budget: float | None = None) ->
         )
         g.chunk = min(ch, len(g.index))
     plan = Plan(
+        param_names=tuple(built[0].param_names()),
+        provenance=dict(build.provenance),
         loaded=loaded,
         axes=axes,
         zip_coords=zip_coords,
@@ -276,16 +306,23 @@ def _group_params(
     def col(table, key):
         return np.repeat(np.asarray([p[table][key] for p in points], npd), seeds)
 
+    seed_idx = np.tile(np.arange(seeds), len(points))
+    keys = np.asarray(run_keys(base_seed, seed_idx))
     theta0 = []
-    default0 = problem.default_theta0()
+    default0 = None if problem.seeded_init else problem.default_theta0()
     for p in points:
         th = p["run"]["theta0"]
         if th is None:
             th = np.ones(d) if default0 is None else np.asarray(default0)
         theta0.append(np.broadcast_to(np.asarray(th, np.float64), (d,)))
     theta0 = np.repeat(np.asarray(theta0, npd), seeds, axis=0)
-    seed_idx = np.tile(np.arange(seeds), len(points))
-    keys = np.asarray(run_keys(base_seed, seed_idx))
+    if problem.seeded_init:  # the problem draws each run's start from its own key
+        drawn = np.asarray(
+            jax.vmap(lambda k: problem.default_theta0(jax.random.fold_in(k, _INIT_TAG)))(keys),
+            npd,
+        )
+        given = np.repeat([p["run"]["theta0"] is not None for p in points], seeds)
+        theta0 = np.where(given[:, None], theta0, drawn)
     std = col("run", "theta0_std")
     if np.any(std > 0):
         noise = jax.vmap(

@@ -29,6 +29,8 @@ from .summary import B1, B2, sweep_axes
 
 STATS = ("median", "mean", "fraction")
 
+__all__ = ["STATS", "apt", "auto", "curves", "phase", "reduce", "save", "title"]
+
 
 def _spec(ds) -> dict:
     text = ds.attrs.get("spec", "")
@@ -73,18 +75,27 @@ def _is_beta(key: str) -> bool:
 
 
 def _positions(key: str, values: np.ndarray):
-    """Cell centres of an axis and how its ticks read: (positions, tick labels, label)."""
+    """Cell centres of an axis and how its ticks read: (positions, tick labels, label,
+    the map from values to positions)."""
     labels = [f"{v:g}" if isinstance(v, float | np.floating) else str(v) for v in values]
     if values.dtype.kind in "fi":
         v = values.astype(np.float64)
         # A log scale where the swept values are spread more evenly on it (β2 = 0.9,
         # 0.99, 0.999 …), the plain scale where they are evenly spaced (β1 = 0, 0.1 …).
         if _is_beta(key) and np.all((v >= 0) & (v < 1)) and _more_even(-np.log10(1 - v), v):
-            return -np.log10(1 - v), labels, f"{key} (log scale in 1 − β)"
+            return -np.log10(1 - v), labels, f"{key} (log scale in 1 − β)", _log1m
         if np.all(v > 0) and _more_even(np.log10(v), v):
-            return np.log10(v), labels, f"{key} (log scale)"
-        return v, labels, key
-    return np.arange(len(values), dtype=np.float64), labels, key
+            return np.log10(v), labels, f"{key} (log scale)", np.log10
+        return v, labels, key, _same
+    return np.arange(len(values), dtype=np.float64), labels, key, None
+
+
+def _log1m(v):
+    return -np.log10(1 - np.asarray(v, np.float64))
+
+
+def _same(v):
+    return np.asarray(v, np.float64)
 
 
 def _more_even(transformed: np.ndarray, plain: np.ndarray) -> bool:
@@ -170,8 +181,8 @@ def phase(ds, x: str | None = None, y: str | None = None, var=None, stat="median
     fig, axs = plt.subplots(
         1, len(fvals), figsize=(4.8 * len(fvals) + 1.4, 4.4), squeeze=False, constrained_layout=True
     )
-    px, xl, xlab = _positions(x, ds[x].values)
-    py, yl, ylab = _positions(y, ds[y].values)
+    px, xl, xlab, fx = _positions(x, ds[x].values)
+    py, yl, ylab, fy = _positions(y, ds[y].values)
     vals = np.asarray(z.values, np.float64)
     fin = vals[np.isfinite(vals)]
     pos = fin[fin > 0]
@@ -187,8 +198,8 @@ def phase(ds, x: str | None = None, y: str | None = None, var=None, stat="median
         if oc is not None:
             o = oc.sel({facet: fv}) if facet else oc
             _mark_outcomes(ax, o, x, y, px, py)
-        if {x, y} == {B1, B2}:
-            _sqrt_curve(ax, x, ds)
+        if {x, y} == {B1, B2} and fx is not None and fy is not None:
+            _sqrt_curve(ax, x, ds, fx, fy)
         _ticks(ax, "x", px, xl)
         _ticks(ax, "y", py, yl)
         ax.set_xlim(_edges(px)[[0, -1]])
@@ -226,13 +237,12 @@ def _mark_outcomes(ax, o, x, y, px, py):
         ax.plot([], [], " ", label="every cell: most runs converged")
 
 
-def _sqrt_curve(ax, x, ds):
-    """β1 = √β2 in the axes' coordinates (−log10(1 − β))."""
-    b2 = np.linspace(0, max(ds[B2].values.max(), 0.999999), 400)
+def _sqrt_curve(ax, x, ds, fx, fy):
+    """β1 = √β2, mapped to the axes' coordinates by ``fx``, ``fy``."""
+    b2 = 1 - np.geomspace(1, 1e-7, 600)[1:]
     b1 = np.sqrt(b2)
-    ok = b1 < 1
-    u1, u2 = -np.log10(1 - b1[ok]), -np.log10(1 - b2[ok])
-    xs, ys = (u1, u2) if x == B1 else (u2, u1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xs, ys = (fx(b1), fy(b2)) if x == B1 else (fx(b2), fy(b1))
     lim_x, lim_y = ax.get_xlim(), ax.get_ylim()
     from matplotlib import patheffects
 
@@ -370,6 +380,11 @@ def auto(ds, x=None, y=None, var=None, stat="median"):
 
     if len(sweep_axes(ds)) >= 2 or (x and y):
         return phase(ds, x, y, var, stat)
+    if not (ds["snapshot_step"].values >= 1).any() and "apt_error" not in ds:
+        raise SpecError(
+            "plot: nothing to draw over steps (record.snapshots = 0 and no [flow]); "
+            "rerun with snapshots, or sweep two keys for a phase diagram"
+        )
     panels = 2 if "apt_error" in ds else 1
     fig, axs = plt.subplots(
         1, panels, figsize=(6.2 * panels, 4.4), squeeze=False, constrained_layout=True

@@ -31,9 +31,9 @@ class Recorder(abc.ABC):
     #: variable name → trailing dims after (sweep axes…, seed)
     variables: dict[str, tuple[str, ...]]
     #: extra coordinates of the dataset (name → (dim, values))
-    coords: dict[str, Any]
+    coords: dict[str, Any] = {}
     #: CF attributes of its variables and coordinates: name → {long_name, units, description, …}
-    attrs: dict[str, dict[str, Any]]
+    attrs: dict[str, dict[str, Any]] = {}
 
     @abc.abstractmethod
     def bytes_per_run(self, dim: int, block: int) -> int:

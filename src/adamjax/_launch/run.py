@@ -25,15 +25,17 @@ def run(
     budget: float | None = None,
     scale: str | None = None,
     overrides=(),
+    problem: Problem | None = None,
 ):
     """Run an experiment spec (TOML path or dict) and return its results.
 
     Returns an ``xarray.Dataset`` with the layout of ``docs/results.md``: one dim per
     sweep axis (named by its dotted key), ``seed``, ``snapshot``, ``dim`` (and
     ``window`` with ``[flow]``); variables ``theta_final``, ``loss_final``,
-    ``grad_norm_final``, ``t_final``, ``diverged``, ``diverged_step``,
-    ``snapshot_step``, ``theta``, ``loss`` (and ``gap_final`` where the minimiser
-    is known). Bad input raises ``ValueError`` (:class:`SpecError`) naming the key
+    ``grad_norm_final``, ``t_final``, ``diverged``, ``diverged_step``, ``theta``,
+    ``loss``, ``outcome`` (converged / diverging / undecided), ``gap_final`` where
+    the minimiser is known; coordinates ``snapshot_step``, ``param`` and the sweep
+    values. Bad input raises ``ValueError`` (:class:`SpecError`) naming the key
     and the value.
 
     Args:
@@ -51,8 +53,11 @@ def run(
         scale: apply the spec's ``[scale.NAME]`` overrides (e.g. ``"smoke"``).
         overrides: ``"KEY=VALUE"`` strings or (key, value) pairs applied last, as the
             CLI's ``--set`` (see :func:`~adamjax.load_spec`).
+        problem: a problem object (e.g. :func:`~adamjax.finite_sum_problem`) that
+            replaces the spec's ``[problem]``.
     """
-    plan = make_plan(load_spec(spec, scale=scale, overrides=overrides), chunk=chunk, budget=budget)
+    loaded = load_spec(spec, scale=scale, overrides=overrides, problem_object=problem is not None)
+    plan = make_plan(loaded, chunk=chunk, budget=budget, problem=problem)
     if out is not None:
         explicit = chunk is not None or plan.spec["run"]["chunk"] is not None
         return run_to_store(

@@ -19,6 +19,19 @@ from .._engine.simulate import SimConfig
 from .._theory.apt import FieldOptions, WindowOptions
 from .._theory.flow import ADAPTIVE_SOLVERS
 
+
+class ProblemKind:
+    """The check of ``problem.kind``: a registered built-in, or ``"module:callable"``."""
+
+    def __call__(self, v):
+        if ":" in v:
+            return None if all(v.partition(":")[::2]) else 'expected "module:callable"'
+        return one_of(BUILTINS)(v)
+
+    def __str__(self):
+        return f"{one_of(BUILTINS)}, or `module:callable` (your own)"
+
+
 _OPT, _SCHED = OptHParams(), SchedHParams()
 _WIN, _FIELD = WindowOptions(), FieldOptions()
 _BETA = in_range(0.0, 1.0, hi_open=True)
@@ -32,7 +45,7 @@ SCHEMA: dict[str, dict[str, Param]] = {
     },
     # Only ``kind``: the other keys are the chosen problem's (see ``problem_params``).
     "problem": {
-        "kind": Param(STR, "quadratic", one_of(BUILTINS), "the problem: " + ", ".join(BUILTINS)),
+        "kind": Param(STR, "quadratic", ProblemKind(), "a built-in problem, or the user's"),
     },
     "optimizer": {
         "kind": Param(STR, "adam", one_of(OPTIMIZERS), "one of " + ", ".join(OPTIMIZERS)),
@@ -40,7 +53,9 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "b2": Param(FLOAT, _OPT.b2, _BETA, "β2 = β, second moment"),
         "eps": Param(FLOAT, _OPT.eps, in_range(0.0), "ε, outside the root"),
         "eps_root": Param(FLOAT, _OPT.eps_root, in_range(0.0), "added inside the root"),
-        "bias_correction": Param(BOOL, None, None, "the 1 − βⁿ factors (default: on)"),
+        "bias_correction": Param(
+            BOOL, None, None, "the 1 − βⁿ factors (default: on for adam, amsgrad)"
+        ),
         "initial_accumulator": Param(
             FLOAT, _OPT.initial_accumulator, in_range(0.0), "AdaGrad's start"
         ),
@@ -110,7 +125,7 @@ PER_RUN_KEYS = {
 }
 NOT_SWEEPABLE = (
     {"run.seeds", "run.chunk", "run.block", "run.steps", "record.snapshots", "run.dtype"}
-    | {"problem.kind"}
+    | {"problem.kind", "record.margin", "record.ratio"}
     | {f"flow.{k}" for k in SCHEMA["flow"]}
 )
 

@@ -28,15 +28,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._engine.errors import AssumptionWarning, SpecError, beta_warning_text
-from .._engine.params import fmt
+from .._engine.params import ANY, Param, fmt, plain
 from .._engine.problems.registry import BUILTINS, problem_dim, resolve
+from .problems import OBJECT_KIND, is_user_kind
 from .schema import EXTRA_TABLES, NOT_SWEEPABLE, OPTIONAL_TABLES, SCHEMA, problem_params
 
 
 def _param(key: str, kind: str):
-    """The :class:`Param` of a dotted key (``[problem]`` keys: of problem ``kind``)."""
+    """The :class:`Param` of a dotted key (``[problem]`` keys: of problem ``kind``; any
+    keyword argument of the user's callable)."""
     table, _, name = key.rpartition(".")
     if table == "problem" and name != "kind":
+        if is_user_kind(kind):
+            return Param(ANY)
         return BUILTINS[kind].params.get(name)
     return SCHEMA.get(table, {}).get(name) if table else None
 
@@ -44,7 +48,7 @@ def _param(key: str, kind: str):
 def read_spec(spec) -> tuple[dict, str | None]:
     """A TOML path (str/PathLike) or a dict → (raw dict, TOML text or None)."""
     if isinstance(spec, dict):
-        return copy.deepcopy(spec), None
+        return plain(copy.deepcopy(spec)), None
     if isinstance(spec, str | os.PathLike):
         path = os.fspath(spec)
         if os.path.isdir(path):
@@ -67,8 +71,10 @@ def _known(table: str) -> str:
     return ", ".join(k for k in SCHEMA[table])
 
 
-def validate(raw: dict) -> dict:
-    """Validate a raw spec dict and fill defaults; raises :class:`SpecError`."""
+def validate(raw: dict, *, problem_object: bool = False) -> dict:
+    """Validate a raw spec dict and fill defaults; raises :class:`SpecError`.
+    ``problem_object``: the problem is an object given beside the spec (its
+    ``[problem]`` table, if any, is not used)."""
     if not isinstance(raw, dict):
         raise SpecError("spec: expected a table of keys")
     spec: dict[str, Any] = {}
@@ -100,9 +106,15 @@ def validate(raw: dict) -> dict:
             spec[table] = None
             continue
         given = given or {}
+        if table == "problem" and problem_object:
+            spec[table] = {"kind": OBJECT_KIND}
+            continue
         if table == "problem":
             kind = SCHEMA["problem"]["kind"].parse("problem.kind", given.get("kind", "quadratic"))
-            spec[table] = resolve({**given, "kind": kind})
+            if is_user_kind(kind):  # the user's keyword arguments, as written
+                spec[table] = {**plain(given), "kind": kind}
+            else:
+                spec[table] = resolve({**given, "kind": kind})
             continue
         out = {}
         for k, v in given.items():
@@ -203,14 +215,10 @@ def check_point(point: dict, *, warn: bool = True) -> bool:
     Adam/AMSGrad), warning about it when ``warn``.
     """
     prob, opt, samp, run = point["problem"], point["optimizer"], point["sampling"], point["run"]
-    prob = point["problem"] = resolve(prob)  # the problem's own cross-key checks
-    d = problem_dim(prob)
-    th = run["theta0"]
-    if isinstance(th, list) and len(th) != d:
-        raise SpecError(
-            f"run.theta0 = {fmt(th)}: expected a number or {d} values (the problem's dimension)"
-        )
-    if BUILTINS[prob["kind"]].stream and samp["scheme"] != "iid":
+    if not is_user_kind(prob["kind"]):  # a user's problem is checked when it is built
+        prob = point["problem"] = resolve(prob)  # the problem's own cross-key checks
+        check_theta0(run["theta0"], problem_dim(prob))
+    if not is_user_kind(prob["kind"]) and BUILTINS[prob["kind"]].stream and samp["scheme"] != "iid":
         raise SpecError(
             f"sampling.scheme = {fmt(samp['scheme'])}: problem {prob['kind']!r} draws "
             f'fresh noise every step, so only "iid" applies'
@@ -219,6 +227,14 @@ def check_point(point: dict, *, warn: bool = True) -> bool:
     if outside and warn:
         warnings.warn(beta_warning_text(opt["b1"], opt["b2"]), AssumptionWarning, stacklevel=3)
     return outside
+
+
+def check_theta0(th, d: int) -> None:
+    """``run.theta0`` is a number or ``d`` numbers."""
+    if isinstance(th, list) and len(th) != d:
+        raise SpecError(
+            f"run.theta0 = {fmt(th)}: expected a number or {d} values (the problem's dimension)"
+        )
 
 
 def spec_toml(raw: dict) -> str:
@@ -245,9 +261,12 @@ class LoadedSpec:
     spec: dict  # normalised
     text: str  # TOML text
     hash: str
+    path: str | None = None  # the spec file, if any (user problem modules live beside it)
 
 
-def load_spec(spec, *, scale: str | None = None, overrides=()) -> LoadedSpec:
+def load_spec(
+    spec, *, scale: str | None = None, overrides=(), problem_object: bool = False
+) -> LoadedSpec:
     """Read and validate a spec.
 
     Args:
@@ -257,6 +276,8 @@ def load_spec(spec, *, scale: str | None = None, overrides=()) -> LoadedSpec:
         overrides: ``"KEY=VALUE"`` strings (the CLI's ``--set``) or ``(key, value)``
             pairs applied after the scale; a VALUE is read as TOML (``3000``,
             ``[0.9, 0.99]``, ``"iid"``), and as a plain string if it is not TOML.
+        problem_object: the problem is an object given beside the spec
+            (``adamjax.run(spec, problem=…)``); ``[problem]`` is not used.
 
     Returns:
         A :class:`LoadedSpec`: the normalised spec, its TOML text (the file's text, or
@@ -278,9 +299,13 @@ def load_spec(spec, *, scale: str | None = None, overrides=()) -> LoadedSpec:
         set_dotted(raw, key, value)
     if scale is not None or overrides:
         text = None
-    norm = validate(raw)
+    norm = validate(raw, problem_object=problem_object)
+    path = os.fspath(spec) if isinstance(spec, str | os.PathLike) else None
     return LoadedSpec(
-        spec=norm, text=text if text is not None else spec_toml(raw), hash=spec_hash(norm)
+        spec=norm,
+        text=text if text is not None else spec_toml(raw),
+        hash=spec_hash(norm),
+        path=path,
     )
 
 

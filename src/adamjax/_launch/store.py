@@ -269,9 +269,16 @@ def _fill(dtype) -> np.ndarray:
     return np.zeros((), dtype)
 
 
-def skeleton_arrays(first: dict, n_runs: int) -> dict:
-    """Placeholders for every run, shaped like the unit results ``first`` (NaN / 0 / False)."""
-    return {k: np.broadcast_to(_fill(v.dtype), (n_runs, *v.shape[1:])) for k, v in first.items()}
+def skeleton_arrays(first: dict, n_runs: int, fills: dict | None = None) -> dict:
+    """Placeholders for every run, shaped like the unit results ``first``: ``fills[k]``
+    where given, else NaN / 0 / False."""
+    fills = fills or {}
+
+    def fill(k, v):
+        value = np.asarray(fills[k], v.dtype) if k in fills else _fill(v.dtype)
+        return np.broadcast_to(value, (n_runs, *v.shape[1:]))
+
+    return {k: fill(k, v) for k, v in first.items()}
 
 
 def write_skeleton(store: Path, ds, layout: Layout) -> None:

@@ -55,7 +55,9 @@ def summary(ds):
         out["limit_se"] = th.std("seed", ddof=1) / np.sqrt(n)
     out["runs"] = ds.sizes["seed"]
     for k in out.data_vars:
-        out[k].attrs = {"long_name": _LONG.get(k.split("_")[0], k), "units": "1"}
+        base, _, stat = k.partition("_")
+        long_name = _LONG.get(base, k) + (f" ({_STAT[stat]})" if stat in _STAT else "")
+        out[k].attrs = {"long_name": long_name, "units": "1"}
     if B1 in out.dims and B2 in out.dims:
         out["critical_b2"] = critical_b2(out["converged"])
         out["critical_b2"].attrs = {
@@ -67,6 +69,13 @@ def summary(ds):
     return out
 
 
+_STAT = {
+    "q25": "first quartile",
+    "median": "median",
+    "q75": "third quartile",
+    "mean": "mean over seeds",
+    "se": "standard error of the mean",
+}
 _LONG = {
     "converged": "fraction of runs converged",
     "diverging": "fraction of runs diverging",

@@ -26,6 +26,7 @@ from . import distributed as dist
 from . import store as store_
 from .dataset import to_dataset
 from .execute import run_group
+from .outcome import UNDECIDED
 from .plan import Plan
 from .progress import Progress
 
@@ -186,7 +187,10 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
             data = run_unit(plan, layout, u, pads, runner, progress=bar.update, groups=groups)
             if names is None:
                 if fresh and pidx == 0:
-                    skeleton = to_dataset(plan, store_.skeleton_arrays(data, plan.n_runs))
+                    # Runs not yet written read as such: undecided, no blow-up step.
+                    fills = {"outcome": UNDECIDED, "diverged_step": -1}
+                    arrays = store_.skeleton_arrays(data, plan.n_runs, fills)
+                    skeleton = to_dataset(plan, arrays)
                     store_.write_skeleton(store, skeleton, layout)
                     store_.write_layout(root, layout)
                     dist.publish(key + "/skeleton", "ok")

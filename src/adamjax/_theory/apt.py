@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._engine.errors import SpecError
+from .._engine.pytree import flatten, is_flat
 from .._engine.schedules import SchedHParams, step_size
 from .._engine.simulate import Observer, RunParams, RunResult, SimConfig, simulate
 from .field import AbstractField
@@ -397,6 +398,7 @@ def apt_prepare(
 ):
     """Pass 1 and the flows: returns ``(observer, obs_args, samples_used)`` for pass 2."""
     opts = FieldOptions() if opts is None else opts
+    params = _flat_theta0(params)
     starts = np.asarray(starts, np.int64)
     J = len(starts)
     cfg1 = dataclasses.replace(
@@ -461,6 +463,13 @@ def apt_prepare(
     return obs, args, used
 
 
+def _flat_theta0(params: RunParams) -> RunParams:
+    """θ0 given as a PyTree (leading run axis) → its flat vectors."""
+    if is_flat(params.theta0):
+        return params
+    return params._replace(theta0=np.asarray(flatten(params.theta0, lead=1)[0]))
+
+
 def _values(field, y):
     if isinstance(field, AbstractField):
         return field.value(jnp.asarray(y))
@@ -512,6 +521,7 @@ def apt_error(
 
     Reference: Dereich, Jentzen & Kassing (2025), Thm 1.5 (APT), Def. 1.3 (field).
     """
+    params = _flat_theta0(params)
     if starts is None:
         s = params.sched
         R = int(np.asarray(params.theta0).shape[0])

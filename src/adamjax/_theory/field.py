@@ -5,6 +5,13 @@ from __future__ import annotations
 import abc
 
 import equinox as eqx
+import jax.numpy as jnp
+
+from .._engine.pytree import is_flat
+
+
+def _identity(y):
+    return y
 
 
 class AbstractField(eqx.Module):
@@ -22,3 +29,11 @@ class AbstractField(eqx.Module):
     @abc.abstractmethod
     def value(self, theta):
         """f(θ) only (what ODE solvers integrate)."""
+
+    def to_flat(self, theta):
+        """``(flat, restore)``: θ as a (…, dim) array, and the map of results back to the
+        caller's structure. This field takes flat θ only; a field of a problem with a
+        PyTree structure also takes θ in that structure."""
+        if not is_flat(theta):
+            raise ValueError(f"{type(self).__name__}: θ must be an array (…, dim)")
+        return jnp.asarray(theta), _identity

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._engine.pytree import is_flat
 from .field import AbstractField
 
 # diffrax solvers by name; all adaptive (PID controller) except ``euler``.
@@ -97,7 +98,9 @@ def flow(
     Args:
         field: an :class:`~adamjax.AbstractField` (a :class:`~adamjax.VectorField`, a
             :class:`~adamjax.TabulatedField`) or any callable θ ↦ (f, se).
-        theta0: starts, shape (…, dim).
+        theta0: starts, shape (…, dim); or, for a :class:`~adamjax.VectorField` of a
+            problem with PyTree parameters, a PyTree with leading axes … (then ``ys``
+            comes back as that PyTree with leading axes (…, len(ts))).
         ts: increasing times ≥ 0 at which Φ is returned (the solver's dense
             interpolant; no extra steps).
         solver: ``tsit5`` (default), ``dopri5``, ``dopri8``, ``bosh3``, ``heun``,
@@ -111,6 +114,9 @@ def flow(
 
     Reference: Dereich, Jentzen & Kassing (2025), Thm 1.5 (the ODE θ' = −f(θ)).
     """
+    restore = None
+    if isinstance(field, AbstractField) and not is_flat(theta0):
+        theta0, restore = field.to_flat(theta0)
     if solver not in SOLVERS:
         raise ValueError(f"flow.solver = {solver!r}: must be one of {', '.join(SOLVERS)}")
     theta0 = jnp.asarray(theta0)
@@ -130,8 +136,9 @@ def flow(
     r = jnp.asarray(rtol if adaptive else 0.0, theta0.dtype)
     a = jnp.asarray(atol if adaptive else 0.0, theta0.dtype)
     ys, ok, steps = _solve(field, flat, ts, solver, r, a, dt0, int(max_steps), adaptive)
+    ys = np.asarray(ys).reshape(*lead, ts.shape[0], d)
     return FlowResult(
-        ys=np.asarray(ys).reshape(*lead, ts.shape[0], d),
+        ys=ys if restore is None else jax.tree_util.tree_map(np.asarray, restore(ys)),
         ok=np.asarray(ok).reshape(lead),
         num_steps=np.asarray(steps).reshape(lead),
     )

@@ -64,8 +64,9 @@ import jax
 import jax.numpy as jnp
 
 from .._engine.optimizers import OptHParams
-from .._engine.problems.base import Problem
+from .._engine.problems.base import Problem, cast_problem
 from .._engine.problems.quadratic import Quadratic
+from .._engine.pytree import as_flat
 from .ema import BLOCK, circular_ema, scan_kind
 from .field import AbstractField
 from .tabulated import TabulatedField, tabulate
@@ -251,16 +252,23 @@ class VectorField(AbstractField):
         return jax.tree_util.tree_map(lambda a: a.reshape(*lead, *a.shape[1:]), out)
 
     def __call__(self, theta):
-        """(f̂(θ), SE) for θ of shape (…, dim)."""
-        return _jit_call(self, theta)
+        """(f̂(θ), SE) for θ of shape (…, dim), or θ in the problem's PyTree structure
+        (then f̂ and SE come back in that structure)."""
+        flat, restore = as_flat(self.problem, theta)
+        f, se = _jit_call(self, flat)
+        return restore(f), restore(se)
 
     def value(self, theta):
         """f̂(θ) only (a deterministic smooth function of θ for a fixed seed)."""
-        return _jit_value(self, theta)
+        flat, restore = as_flat(self.problem, theta)
+        return restore(_jit_value(self, flat))
+
+    def to_flat(self, theta):
+        return as_flat(self.problem, theta)
 
     def cov(self, theta):
-        """Covariance (…, dim, dim) of f̂(θ) from batch means."""
-        return _jit_cov(self, theta)
+        """Covariance (…, dim, dim) of f̂(θ) from batch means (θ flat or a PyTree)."""
+        return _jit_cov(self, as_flat(self.problem, theta)[0])
 
     # -- tabulation -------------------------------------------------------------
     def tabulate(self, lo: float, hi: float, nodes: int = 257) -> TabulatedField:
@@ -305,15 +313,6 @@ def _jit_cov(vf: VectorField, theta):
 def default_dtype():
     """float64 when x64 is enabled (recommended for the theory layer), else float32."""
     return jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
-
-
-def _cast_problem(problem: Problem, dtype) -> Problem:
-    def cast(a):
-        if eqx.is_array(a) and jnp.issubdtype(a.dtype, jnp.floating):
-            return a.astype(dtype)
-        return a
-
-    return jax.tree_util.tree_map(cast, problem)
 
 
 def vector_field(
@@ -369,7 +368,7 @@ def vector_field(
             f"optimizer.kind = {kind!r}: the vector field is defined for adam, rmsprop and signsgd"
         )
     dtype = default_dtype() if dtype is None else dtype
-    problem = _cast_problem(problem, dtype)
+    problem = cast_problem(problem, dtype)
     if method == "auto":
         method = "exact" if problem.noiseless else "chain"
     if method not in ("exact", "chain"):

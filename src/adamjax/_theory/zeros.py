@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._engine.pytree import is_flat
 from .field import AbstractField
 from .vector_field import VectorField
 
@@ -69,6 +70,9 @@ def vf_zero(
         A :class:`Zero`: θ, its SE, the residual f̂(θ), success, ∇L(θ) and the
         distance to the problem's known minimiser (NaN if none).
     """
+    pytree = x0 is not None and not is_flat(x0)
+    if pytree:
+        x0, restore = field.to_flat(x0)
     ulp = float(jnp.finfo(field.dtype).eps)
     rtol = max(1e-10, 64 * ulp) if rtol is None else rtol
     atol = max(1e-12, 0.064 * ulp) if atol is None else atol
@@ -89,7 +93,7 @@ def vf_zero(
     se = jnp.sqrt(jnp.clip(jnp.diag(Ji @ C @ Ji.T), 0))
     mini = field.problem.minimizer
     dist = float("nan") if mini is None else float(jnp.linalg.norm(y - mini))
-    return Zero(
+    zero = Zero(
         theta=np.asarray(y),
         se=np.asarray(se),
         residual=np.asarray(f),
@@ -97,6 +101,11 @@ def vf_zero(
         grad_loss=np.asarray(field.problem.grad(y)),
         distance_to_minimizer=dist,
     )
+    if pytree:  # θ, its SE, f̂ and ∇L in the caller's structure
+        d = zero._asdict()
+        back = {k: restore(d[k]) for k in ("theta", "se", "residual", "grad_loss")}
+        zero = zero._replace(**back)
+    return zero
 
 
 def bracket_zero(field: AbstractField, lo: float, hi: float, *, nodes: int = 33, rounds: int = 3):
@@ -146,7 +155,7 @@ def lyapunov(field: VectorField, points) -> Lyapunov:
     Kassing 2025, Thm 2.1: near the global minima of an overparametrised ERM for
     large enough mini-batches). SE from the batch-means covariance.
     """
-    pts = jnp.asarray(points, field.dtype)
+    pts = jnp.asarray(field.to_flat(points)[0], field.dtype)
     flat = pts.reshape(-1, field.dim)
     g = jax.vmap(field.problem.grad)(flat)
     f = field.value(flat)

@@ -96,9 +96,29 @@ class Problem(eqx.Module):
         """Numbers drawn per sample (to size the noise blocks)."""
         return 1
 
-    def default_theta0(self):
-        """Problem-specific default start (e.g. a network initialisation), or None."""
+    @property
+    def has_loss(self) -> bool:
+        """Whether L is known (a stream problem may give only its innovation G)."""
+        return True
+
+    @property
+    def seeded_init(self) -> bool:
+        """Whether :meth:`default_theta0` draws the start from a key (one per run)."""
+        return False
+
+    def default_theta0(self, key=None):
+        """Problem-specific default start (flat, (dim,)), e.g. a network initialisation, or
+        None; ``key`` is the run's own key where :attr:`seeded_init`."""
         return None
+
+    def unflatten(self, theta):
+        """θ in the problem's own structure (a PyTree of arrays); the flat vector itself
+        unless the problem has structure."""
+        return theta
+
+    def param_names(self) -> tuple[str, ...]:
+        """A name for every entry of the flat θ (the results' ``param`` coordinate)."""
+        return tuple(f"theta[{i}]" for i in range(self.dim))
 
 
 class StreamProblem(Problem):
@@ -108,7 +128,9 @@ class StreamProblem(Problem):
         innovation_fn: ``G(theta, x) -> (dim,)`` for ONE sample x.
         sampler: ``sampler(key, shape) -> x`` with leading axes ``shape``.
         dim: dimension of θ.
-        loss_fn: optional ``L(theta)`` (for recording and divergence checks).
+        loss_fn: optional ``L(theta)``. Without it the loss variables of the results
+            are NaN, ∇L is NaN, divergence is judged on θ alone and ``outcome`` needs
+            a known minimiser (else it is undecided).
     """
 
     innovation_fn: Callable = eqx.field(static=True)
@@ -123,14 +145,18 @@ class StreamProblem(Problem):
         return jnp.mean(jax.vmap(self.innovation_fn, (None, 0))(theta, x), axis=0)
 
     def loss(self, theta):
-        if self.loss_fn is None:
+        if self.loss_fn is None:  # documented: the loss variables are NaN
             return jnp.asarray(jnp.nan, theta.dtype)
         return self.loss_fn(theta)
 
     def grad(self, theta):
         if self.loss_fn is None:
-            raise ValueError("this StreamProblem has no loss, so ∇L is unknown")
+            return jnp.full_like(theta, jnp.nan)
         return jax.grad(self.loss_fn)(theta)
+
+    @property
+    def has_loss(self) -> bool:
+        return self.loss_fn is not None
 
     @property
     def innovation_is_gradient(self) -> bool:
@@ -202,29 +228,23 @@ class FiniteSumProblem(AbstractFiniteSumProblem):
 
 
 class AbstractLayeredProblem(AbstractFiniteSumProblem):
-    """A finite sum whose θ flattens a few arrays (weights and biases of a network).
+    """A finite sum whose flat θ holds several arrays (a network's weights, a PyTree).
 
-    The gradient is taken with respect to the unflattened arrays and concatenated
-    once: differentiating through ``θ[a:b]`` slices instead makes XLA pad every
-    partial gradient to the full length of θ and add the pads up, which made the
-    innovation of the regression network 1.4× dearer (measured on CPU).
+    Subclasses define :meth:`unflatten` (flat θ → the arrays) and :meth:`parts_loss`
+    (ℓ of one example from the arrays). The gradient is taken with respect to the
+    unflattened arrays and flattened once: differentiating through ``θ[a:b]`` slices
+    instead makes XLA pad every partial gradient to the full length of θ and add the
+    pads up, which made the innovation of the regression network 1.4× dearer
+    (measured on CPU).
     """
 
     @abc.abstractmethod
-    def shapes(self) -> tuple[tuple[int, ...], ...]:
-        """Shapes of the arrays that θ flattens, in order."""
+    def unflatten(self, theta):
+        """The arrays (a PyTree) that the flat θ holds."""
 
     @abc.abstractmethod
     def parts_loss(self, parts, example):
         """ℓ of one example from the unflattened arrays ``parts``."""
-
-    def unflatten(self, theta):
-        out, k = [], 0
-        for shape in self.shapes():
-            size = math.prod(shape)
-            out.append(theta[k : k + size].reshape(shape))
-            k += size
-        return tuple(out)
 
     def example_loss(self, theta, example):
         return self.parts_loss(self.unflatten(theta), example)
@@ -236,4 +256,25 @@ class AbstractLayeredProblem(AbstractFiniteSumProblem):
             return jnp.mean(jax.vmap(self.parts_loss, (None, 0))(parts, batch))
 
         grads = jax.grad(loss)(self.unflatten(theta))
-        return jnp.concatenate([g.reshape(-1) for g in grads])
+        return jnp.concatenate([g.reshape(-1) for g in jax.tree_util.tree_leaves(grads)])
+
+
+def split_flat(theta, shapes):
+    """The arrays of the given ``shapes`` that a flat ``theta`` holds, in order."""
+    out, k = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        out.append(theta[k : k + size].reshape(shape))
+        k += size
+    return tuple(out)
+
+
+def cast_problem(problem: Problem, dtype) -> Problem:
+    """``problem`` with its floating-point arrays in ``dtype`` (integer data unchanged)."""
+
+    def cast(a):
+        if eqx.is_array(a) and jnp.issubdtype(a.dtype, jnp.floating):
+            return a.astype(dtype)
+        return a
+
+    return jax.tree_util.tree_map(cast, problem)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import SpecError
 from ..params import INT, Param, in_range
-from .base import AbstractLayeredProblem
+from .base import AbstractLayeredProblem, split_flat
 from .builtin import Builtin
 
 
@@ -35,7 +35,10 @@ class Digits(AbstractLayeredProblem):
         logits = w2 @ jnp.tanh(w1 @ x + b1) + b2
         return jax.nn.logsumexp(logits) - logits[y]
 
-    def default_theta0(self):
+    def unflatten(self, theta):
+        return split_flat(theta, self.shapes())
+
+    def default_theta0(self, key=None):
         return self.init
 
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..params import INT, Param, in_range
-from .base import AbstractLayeredProblem
+from .base import AbstractLayeredProblem, split_flat
 from .builtin import Builtin
 
 
@@ -44,7 +44,10 @@ class Regression(AbstractLayeredProblem):
         x, y = example
         return 0.5 * (self._net(parts, x) - y) ** 2
 
-    def default_theta0(self):
+    def unflatten(self, theta):
+        return split_flat(theta, self.shapes())
+
+    def default_theta0(self, key=None):
         return self.init
 
 

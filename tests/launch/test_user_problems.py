@@ -1,0 +1,164 @@
+"""Bring your own problem: ``problem.kind = "module:callable"`` in a spec (found beside
+the spec), ``adamjax.run(spec, problem=obj)``, one-line errors for every way the user's
+code can fail, streams without a loss through the whole product, NumPy values."""
+
+import signal
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import xarray as xr
+
+import adamjax
+from clihelp import popen, run_cli, write_spec
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples"
+
+USER_MODULE = """
+import jax.numpy as jnp
+import adamjax
+
+def problem(n=8, scale=1.0):
+    data = {"x": jnp.linspace(-1.0, 1.0, n)}
+    return adamjax.finite_sum_problem(
+        lambda p, ex: 0.5 * (p["a"] * ex["x"] - scale * ex["x"]) ** 2 + 0.5 * p["c"] ** 2,
+        data,
+        {"a": jnp.zeros(()), "c": jnp.ones(2)},
+    )
+
+def boom(**kw):
+    raise RuntimeError("the user's bug")
+
+def not_a_problem(**kw):
+    return 42
+
+NOT_CALLABLE = 3
+"""
+
+
+def _user_spec(kind, **problem):
+    return {
+        "name": "user",
+        "problem": {"kind": kind, **problem},
+        "schedule": {"c": 0.2},
+        "sampling": {"scheme": "cyclic"},
+        "run": {"steps": 1000, "seeds": 2},
+        "record": {"snapshots": 4},
+    }
+
+
+def test_user_callable_beside_the_spec(tmp_path):
+    (tmp_path / "mymod.py").write_text(USER_MODULE)
+    spec = _user_spec("mymod:problem", n=8)
+    spec["sweep"] = {"problem.scale": [1.0, 2.0]}
+    path = write_spec(tmp_path / "s.toml", spec)
+    ds = adamjax.run(path, progress=False)
+    a = ds["theta_final"].sel(dim=list(ds["param"].values).index("a"))
+    # ℓ is minimised at a = scale: Adam gets there at both grid points
+    np.testing.assert_allclose(a.mean("seed").values, [1.0, 2.0], atol=0.1)
+    assert ds.attrs["problem_module"] == str((tmp_path / "mymod.py").resolve())
+    assert len(ds.attrs["problem_source_sha256"]) == 64
+
+
+FAILURES = {
+    "import": ("nomod:problem", 'problem.kind = "nomod:problem": no module'),
+    "attribute": ("mymod:nothere", "has no attribute 'nothere'"),
+    "exception": ("mymod:boom", "boom(…) raised RuntimeError: the user's bug"),
+    "return type": ("mymod:not_a_problem", "returned int, expected an adamjax problem"),
+    "not callable": ("mymod:NOT_CALLABLE", "is not callable"),
+    "syntax": ("broken:problem", "importing broken: SyntaxError"),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_user_callable_failures_are_one_line(tmp_path, case):
+    kind, needle = FAILURES[case]
+    (tmp_path / "mymod.py").write_text(USER_MODULE)
+    (tmp_path / "broken.py").write_text("def problem(:\n")
+    write_spec(tmp_path / "s.toml", _user_spec(kind))
+    r = run_cli("run", "s.toml", "--out", "out", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if not ln.startswith("adamjax: warning")]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert needle in lines[0], lines[0]
+
+
+def test_problem_object_and_its_hash(tmp_path):
+    data = {"x": jnp.linspace(-1.0, 1.0, 8)}
+    prob = adamjax.finite_sum_problem(lambda p, ex: 0.5 * (p - ex["x"]) ** 2, data, jnp.zeros(()))
+    spec = {"name": "obj", "run": {"steps": 100, "seeds": 2}, "sampling": {"scheme": "cyclic"}}
+    a = adamjax.run(spec, problem=prob, out=tmp_path, progress=False)
+    assert a["theta_final"].shape == (2, 1)
+    other = adamjax.finite_sum_problem(
+        lambda p, ex: 0.5 * (p - ex["x"]) ** 2, {"x": data["x"] + 1}, jnp.zeros(())
+    )
+    with pytest.raises(adamjax.SpecError, match="different spec"):
+        adamjax.run(spec, problem=other, out=tmp_path, progress=False)
+
+
+def test_stream_without_a_loss_everywhere():
+    """G(θ, x) = θ − x with x ~ Exp(1) − 1 and no loss: the paper's general setting."""
+    jax.config.update("jax_enable_x64", True)
+    prob = adamjax.StreamProblem(
+        innovation_fn=lambda th, x: th - x,
+        sampler=lambda key, shape: jax.random.exponential(key, (*shape, 1)) - 1.0,
+        dim=1,
+    )
+    spec = {"name": "stream", "optimizer": {"b2": 0.99}, "run": {"steps": 2000, "seeds": 4},
+            "flow": {"windows": 3, "horizon": 0.5, "samples": 65536}}  # fmt: skip
+    ds = adamjax.run(spec, problem=prob, progress=False)
+    assert np.isnan(ds["loss_final"]).all() and np.isnan(ds["loss"]).all()
+    assert not ds["diverged"].any() and np.isfinite(ds["theta_final"]).all()
+    assert (ds["outcome"] == 2).all()  # no loss, no minimiser: undecided
+    assert np.isfinite(ds["apt_error"]).all()
+    vf = adamjax.vector_field(prob, b1=0.9, b2=0.99, samples=2**16)
+    z = adamjax.vf_zero(vf, [0.0])
+    assert z.success and np.isnan(z.grad_loss).all()
+    # Adam's limit is the zero of f (Cor. 1.10), not the mean 0 of the noise
+    assert abs(float(ds["theta_final"].mean()) - float(z.theta[0])) < 0.05
+    sol = adamjax.flow(vf, jnp.ones((2, 1)), jnp.linspace(0, 1, 4))
+    assert sol.ok.all()
+
+
+def test_numpy_values_in_a_spec():
+    spec = {
+        "name": "np",
+        "problem": {"kind": "quadratic", "dim": np.int64(2)},
+        "run": {"steps": np.int64(300), "seeds": 2, "theta0": np.array([1.0, -1.0])},
+        "sweep": {"optimizer.b2": np.linspace(0.9, 0.99, 3)},
+    }
+    s = adamjax.load_spec(spec).spec
+    assert s["run"]["steps"] == 300 and s["run"]["theta0"] == [1.0, -1.0]
+    assert adamjax.load_spec({"name": "f", "run": {"steps": 1e5}}).spec["run"]["steps"] == 100000
+    with pytest.raises(adamjax.SpecError, match=r"^run.steps = 10.5: expected an integer$"):
+        adamjax.load_spec({"name": "f", "run": {"steps": 10.5}})
+    assert adamjax.run(spec, progress=False)["theta_final"].shape == (3, 2, 2)
+
+
+def test_example_from_the_cli_resumes_and_matches_python(tmp_path):
+    """The worked example at smoke scale: the CLI writes a store with a param-named θ
+    coordinate; killed after its first unit and resumed, it equals adamjax.run."""
+    spec = EXAMPLE / "digits-mlp.toml"
+    args = ("run", spec, "--scale", "smoke", "--out", tmp_path, "--chunk", "4", "--no-progress")
+    p = popen(*args)
+    root = tmp_path / "digits-mlp"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 240 and p.poll() is None:
+        if (root / "progress").is_dir() and any((root / "progress").glob("u*")):
+            p.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    p.wait()
+    r = run_cli(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    ds = xr.open_zarr(root / "results.zarr").load()
+    assert "w1[3,17]" in set(ds["param"].values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", adamjax.AssumptionWarning)
+        mem = adamjax.run(spec, scale="smoke", progress=False, chunk=4)
+    for k in mem.data_vars:
+        np.testing.assert_array_equal(mem[k].values, ds[k].values, err_msg=k)
