@@ -69,6 +69,10 @@ from ._launch import plot as plot
 from ._launch.dataset import to_dataset as to_dataset
 from ._launch.distributed import initialize_distributed as initialize_distributed
 from ._launch.execute import execute as execute
+from ._launch.outcome import CONVERGED as CONVERGED
+from ._launch.outcome import DIVERGING as DIVERGING
+from ._launch.outcome import UNDECIDED as UNDECIDED
+from ._launch.phase import phase_diagram as phase_diagram
 from ._launch.plan import Plan as Plan
 from ._launch.plan import default_budget as default_budget
 from ._launch.plan import make_plan as make_plan

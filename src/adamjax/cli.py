@@ -249,11 +249,20 @@ def cmd_run(a) -> int:
         shape = " × ".join(f"{d}={ds.sizes[d]}" for d in sweep) or "1 point"
         runs = int(ds["loss_final"].size)
         div = int(ds["diverged"].values.sum())
+        outcome = ds["outcome"].values
+        counts = ", ".join(
+            f"{int((outcome == flag).sum())} {name}"
+            for flag, name in (
+                (adamjax.CONVERGED, "converged"),
+                (adamjax.DIVERGING, "diverging"),
+                (adamjax.UNDECIDED, "undecided"),
+            )
+        )
         store = out / _name_of(ds) / "results.zarr"
         procs = f", {jax.process_count()} processes" if distributed else ""
         print(
-            f"adamjax: wrote {store}: {shape} × seed={ds.sizes['seed']} ({runs} runs, "
-            f"{div} diverged) on {ds.attrs.get('device_count')} {ds.attrs.get('backend')} "
+            f"adamjax: wrote {store}: {shape} × seed={ds.sizes['seed']} ({runs} runs: "
+            f"{counts}; {div} blew up) on {ds.attrs.get('device_count')} {ds.attrs.get('backend')} "
             f"device(s){procs} in {wall:.1f} s"
         )
     return 0

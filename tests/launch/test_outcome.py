@@ -28,8 +28,9 @@ def test_rule_cases():
         UNDECIDED,
     ]
     # The engine's blow-up flag always wins; without a mid point only q0/q_last count.
-    assert classify(q0[:1], None, last[1:2], np.array([True]))[0] == DIVERGING
-    assert classify(q0[:2], None, np.array([3.0, 0.5]), div[:2]).tolist() == [
+    kw = {"margin": 0.1, "ratio": 0.5}
+    assert classify(q0[:1], None, last[1:2], np.array([True]), **kw)[0] == DIVERGING
+    assert classify(q0[:2], None, np.array([3.0, 0.5]), div[:2], **kw).tolist() == [
         DIVERGING,
         CONVERGED,
     ]

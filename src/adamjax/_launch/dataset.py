@@ -22,7 +22,8 @@ from .plan import Plan
 from .schema import SCHEMA, problem_params
 
 # CF attributes of the engine's variables and coordinates: (long_name, units, description).
-# Units "1": dimensionless (θ, the loss and training time carry the problem's own units).
+# Units "1": counts, flags, dimensionless numbers; θ, the loss and training time are in
+# the problem's own units, which adamjax does not know.
 ATTRS: dict[str, tuple[str, str, str]] = {
     "theta_final": ("final iterate Θ_N", "1", "θ after the last step (frozen value if diverged)"),
     "loss_final": ("final loss L(Θ_N)", "1", "objective at the final iterate (NaN: no loss)"),

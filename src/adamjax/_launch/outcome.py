@@ -9,7 +9,7 @@ means, by this rule on the quantity
     q_k = ‖Θ_k − θ*‖   where the problem's minimiser θ* is known, else L(Θ_k),
 
 at the start (q_0, from θ0), at the last step (q_N) and at the first recorded
-snapshot at or after step N/4 (q_mid; absent when nothing is recorded there),
+snapshot in [N/4, N) (q_mid; absent when nothing is recorded there),
 with the scale s = |q_0| (1 if q_0 = 0) and the spec's ``record.margin`` (m,
 default 0.1) and ``record.ratio`` (ρ, default 0.5):
 
@@ -22,9 +22,13 @@ default 0.1) and ``record.ratio`` (ρ, default 0.5):
 * **undecided** (2): anything else, and every run whose q is not finite.
 
 Without a mid snapshot the conditions on q_mid are dropped. The rule needs no
-knowledge of the problem beyond its minimiser and loss, and is exact in the sense
-that matters on the counterexample: a run growing like √k is diverging once it
-has passed its start, a run that reached x* is converged.
+knowledge of the problem beyond its minimiser and loss. On Zhang et al.'s
+counterexample a run growing like √k is diverging once it has passed its start,
+and a run that reached θ* is converged. Two limits: "converged" means "close to
+θ*" (a run that settles elsewhere, e.g. at a zero of the vector field away from
+θ*, stays undecided unless it is within ρ of its start distance), and without a
+minimiser the loss is compared with its start, so a problem whose minimal loss is
+far from 0 is judged against 0.
 """
 
 from __future__ import annotations
@@ -41,8 +45,8 @@ def classify(
     q_last: np.ndarray,
     diverged: np.ndarray,
     *,
-    margin: float = 0.1,
-    ratio: float = 0.5,
+    margin: float,
+    ratio: float,
 ) -> np.ndarray:
     """The outcome (int8 flags) of runs from q at the start, mid and last points.
 
@@ -50,7 +54,8 @@ def classify(
         q0, q_last: (runs,) the quantity q at step 0 and at the last step.
         q_mid: (runs,) q at the first snapshot at or after step N/4, or None.
         diverged: (runs,) the engine's numeric blow-up flag.
-        margin, ratio: m and ρ of the rule in the module docstring.
+        margin, ratio: m and ρ of the rule in the module docstring (the spec's
+            ``record.margin`` and ``record.ratio``).
 
     Returns:
         (runs,) int8: 0 converged, 1 diverging, 2 undecided.
@@ -76,7 +81,7 @@ def classify(
 
 
 def mid_index(snapshot_steps: np.ndarray, steps: int) -> int | None:
-    """The first snapshot at or after step N/4 and before N, or None."""
+    """The first snapshot in [N/4, N), or None."""
     s = np.asarray(snapshot_steps)
     idx = np.nonzero((s >= steps / 4) & (s < steps))[0]
     return int(idx[0]) if idx.size else None

@@ -161,9 +161,11 @@ log-spaced snapshot, also as `snapshot_step`); `dim` (the entries of θ);
 `window_start`). Select by step with `ds.sel(snapshot=1000)`.
 
 **Attributes.** `spec` (the TOML text), `spec_hash`, `adamjax_version`,
-`jax_version`, `backend`, `device_count`, `created`. Every variable and
-coordinate carries `long_name`, `units` (`1`: dimensionless, or the problem's own
-units) and `description`.
+`jax_version`, `backend`, `device_count`, `created` (and, for a user's problem
+module, `problem_kind`, `problem_module`, `problem_source_sha256`). Every variable
+and coordinate carries `long_name`, `units` and `description`; units are `1`:
+counts, flags and dimensionless numbers, and θ and the loss in the problem's own
+units, which adamjax does not know.
 
 **Store layout.** `OUT/<name>/` holds `results.zarr`, `layout.json` (how the
 runs are cut into units) and `progress/` (a marker per completed unit). A killed

@@ -114,5 +114,6 @@ def vector_field(spec_or_problem, *, point: int = 0, **kwargs) -> _vf.VectorFiel
         "eps": o["eps"],
         "eps_root": o["eps_root"],
         "batch_size": p["sampling"]["batch_size"],
+        "scheme": p["sampling"]["scheme"],
     }
     return _vf.vector_field(problem, **{**given, **kwargs})

@@ -341,7 +341,10 @@ def _field_for(cfg: SimConfig, hp, starts: np.ndarray, horizon: float, opts: Fie
     b1, b2, eps, eps_root = (float(x) for x in hp)
     kind = cfg.optimizer
     if kind not in ("adam", "rmsprop", "signsgd"):
-        raise SpecError(f"optimizer.kind = {kind!r}: [flow] needs adam, rmsprop or signsgd")
+        raise SpecError(
+            f"optimizer.kind = {kind!r}: the APT error needs the vector field of adam, "
+            "rmsprop or signsgd"
+        )
     dt = default_dtype()
     finite = starts[np.all(np.isfinite(starts), -1)]
     at = None

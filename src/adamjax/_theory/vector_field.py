@@ -64,7 +64,7 @@ import jax
 import jax.numpy as jnp
 
 from .._engine.optimizers import OptHParams
-from .._engine.problems.base import Problem, cast_problem
+from .._engine.problems.base import AbstractFiniteSumProblem, Problem, cast_problem
 from .._engine.problems.quadratic import Quadratic
 from .._engine.pytree import as_flat
 from .ema import BLOCK, circular_ema, scan_kind
@@ -100,6 +100,7 @@ class VectorField(AbstractField):
     batches: int = eqx.field(static=True, default=32)
     control_variate: bool = eqx.field(static=True, default=True)
     scan: str = eqx.field(static=True, default="blocked")
+    scheme: str = eqx.field(static=True, default="iid")  # how the samples xs were drawn
     moments: Any = None  # quadratic fast path: θ-free circular moments (a, b, w), each (M, d)
 
     @property
@@ -162,7 +163,7 @@ class VectorField(AbstractField):
         # Controls: batch means of m and v minus their known means ∇L and E[G²]
         # (stationary chain: E[m_k] = E[G], E[v_k] = E[G²]).
         ctl = [mb - self.problem.grad(theta)]
-        eg2 = self.problem.second_moment(theta, self._batch_size)
+        eg2 = self.problem.second_moment(theta, self._batch_size, self.scheme == "iid")
         if eg2 is not None:
             ctl.append(vb - eg2)
         C = jnp.stack(ctl, -1)  # (B, d, k)
@@ -334,7 +335,9 @@ def vector_field(
     fast: bool = True,
     scan: str = "auto",
     seed: int = 0,
+    scheme: str = "iid",
     dtype=None,
+    check_samples: bool = True,
 ) -> VectorField:
     """The Adam vector field f of ``problem`` with hyperparameters (α, β, ε) = (b1, b2, eps).
 
@@ -353,12 +356,22 @@ def vector_field(
       evaluation costs O(M) flops without scans (identical estimator). ``scan``:
       ``"auto"`` (default: ``"sequential"`` on CPU, ``"blocked"`` elsewhere),
       ``"sequential"``, ``"blocked"`` or ``"associative"`` (see the module docstring).
+    * ``scheme``: how the frozen-θ chain draws its samples: ``iid`` (the paper's
+      Def. 1.3), or, for a finite sum, ``reshuffle`` / ``cyclic`` — the analogue of f
+      under random reshuffling or cyclic order (the ergodic average of m/(ε+√v) along
+      that index stream).
     * ``seed`` fixes the common random numbers; ``dtype`` defaults to float64 when x64 is
-      enabled.
+      enabled. ``check_samples=False`` skips the check that each batch is much longer
+      than 1/(1 − β) (for a field whose β will be replaced, as in a phase diagram).
 
     Reference: Dereich, Jentzen & Kassing (2025), Def. 1.3 and eq. (6).
     """
     kind = optimizer
+    if scheme != "iid" and not isinstance(problem, AbstractFiniteSumProblem):
+        raise ValueError(
+            f"sampling.scheme = {scheme!r}: only a finite sum has a {scheme} order (a stream "
+            "problem draws fresh samples: iid)"
+        )
     if kind == "rmsprop":
         b1 = 0.0
     elif kind == "signsgd":
@@ -383,7 +396,10 @@ def vector_field(
         xs = None
         if method == "chain":
             key = jax.random.fold_in(jax.random.PRNGKey(seed), _VF_TAG)
-            xs = problem.sample(key, (m, batch_size))
+            if scheme == "iid":
+                xs = problem.sample(key, (m, batch_size))
+            else:  # the index stream of the scheme: steps 1 … m as one block
+                xs = problem.draw(key, 0, 0, m, batch_size, scheme)
         vf = VectorField(
             problem=problem,
             xs=xs,
@@ -391,6 +407,7 @@ def vector_field(
             batches=batches,
             control_variate=bool(control_variate),
             scan=scan_kind(scan),
+            scheme=scheme,
             **hp,
         )
         return vf.with_moments() if fast else vf
@@ -407,7 +424,7 @@ def vector_field(
         need = m0 * (worst / target_se) ** 2 * 1.1 if worst > 0 else m0
         samples = min(max_samples, max(int(math.ceil(need)), m0))
     samples = _round(samples or 2**18, batches)
-    if samples // batches < 10 * corr:
+    if check_samples and samples // batches < 10 * corr:
         raise ValueError(
             f"samples = {samples}: each of the {batches} batches must be much "
             f"longer than 1/(1−β) ≈ {corr:.0f} steps; use more samples"

@@ -60,9 +60,10 @@ class Problem(eqx.Module):
         """Samples for steps ``start+1 … start+block`` of one run: leading axes (block, batch)."""
         return self.sample(block_key(run_key, block_index), (block, batch_size))
 
-    def second_moment(self, theta: Float[Array, " dim"], batch_size: int):
-        """E[G(θ, X)²] (coordinate-wise) for a mini-batch of ``batch_size`` i.i.d. samples
-        when known in closed form, else None (a control variate of the vector field)."""
+    def second_moment(self, theta: Float[Array, " dim"], batch_size: int, replace: bool = True):
+        """E[G(θ, X)²] (coordinate-wise) for a mini-batch of ``batch_size`` samples (drawn
+        with replacement, or without: a reshuffled or cyclic stream) when known in
+        closed form, else None (a control variate of the vector field)."""
         return None
 
     @property
@@ -203,11 +204,16 @@ class AbstractFiniteSumProblem(Problem):
         """∇ℓ_i(θ) for every i, shape (N, dim)."""
         return jax.vmap(jax.grad(self.example_loss), (None, 0))(theta, self.data)
 
-    def second_moment(self, theta, batch_size):
-        # Sampling with replacement: Var of a mini-batch mean is Var(∇ℓ_I)/b.
+    def second_moment(self, theta, batch_size, replace=True):
+        # The variance of a mini-batch mean is Var(∇ℓ_I)/b with replacement, times the
+        # finite-population factor (N − b)/(N − 1) without (reshuffle, cyclic).
         eg = self.example_grads(theta)
         g = jnp.mean(eg, 0)
-        return g * g + (jnp.mean(eg * eg, 0) - g * g) / batch_size
+        var = (jnp.mean(eg * eg, 0) - g * g) / batch_size
+        if not replace:
+            n = self.n_data
+            var = var * (n - batch_size) / max(n - 1, 1)
+        return g * g + var
 
 
 class FiniteSumProblem(AbstractFiniteSumProblem):

@@ -62,7 +62,7 @@ class Quadratic(Problem):
     def grad(self, theta):
         return self.curvature * theta
 
-    def second_moment(self, theta, batch_size):
+    def second_moment(self, theta, batch_size, replace=True):
         g = self.grad(theta)
         if self.noise == "none":
             return g * g
