@@ -105,3 +105,14 @@ def test_seeded_init_and_param_coordinate():
     assert len({tuple(start[0, s]) for s in range(3)}) == 3
     np.testing.assert_array_equal(start[0], start[1])
     assert list(ds["param"].values[:3]) == ["b", "v[0]", "v[1]"]
+
+
+def test_tuple_structure_is_kept():
+    from adamjax._engine.pytree import flatten, is_flat
+
+    tree = (np.zeros((2, 3)), np.ones((2, 1)))
+    assert not is_flat(tree) and is_flat([1.0, [2.0, 3.0]])
+    flat, back = flatten(tree, lead=1)
+    assert flat.shape == (2, 4)
+    out = back(flat)
+    assert isinstance(out, tuple) and out[0].shape == (2, 3) and out[1].shape == (2, 1)

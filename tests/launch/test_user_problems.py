@@ -25,7 +25,7 @@ import adamjax
 def problem(n=8, scale=1.0):
     data = {"x": jnp.linspace(-1.0, 1.0, n)}
     return adamjax.finite_sum_problem(
-        lambda p, ex: 0.5 * (p["a"] * ex["x"] - scale * ex["x"]) ** 2 + 0.5 * p["c"] ** 2,
+        lambda p, ex: 0.5 * (p["a"] * ex["x"] - scale * ex["x"]) ** 2 + 0.5 * jnp.sum(p["c"] ** 2),
         data,
         {"a": jnp.zeros(()), "c": jnp.ones(2)},
     )
@@ -162,3 +162,20 @@ def test_example_from_the_cli_resumes_and_matches_python(tmp_path):
         mem = adamjax.run(spec, scale="smoke", progress=False, chunk=4)
     for k in mem.data_vars:
         np.testing.assert_array_equal(mem[k].values, ds[k].values, err_msg=k)
+
+
+def test_problem_hash_sees_code_and_data():
+    from adamjax._launch.problems import problem_hash
+
+    data = {"x": jnp.linspace(-1.0, 1.0, 8)}
+    a = adamjax.finite_sum_problem(lambda p, ex: 0.5 * (p - ex["x"]) ** 2, data, jnp.zeros(()))
+    b = adamjax.finite_sum_problem(lambda p, ex: 0.5 * (p + ex["x"]) ** 2, data, jnp.zeros(()))
+    c = adamjax.finite_sum_problem(lambda p, ex: 0.5 * (p - ex["x"]) ** 2, data, jnp.zeros(()))
+    assert problem_hash(a) != problem_hash(b) and problem_hash(a) == problem_hash(c)
+
+
+def test_finite_sum_problem_input_errors():
+    with pytest.raises(ValueError, match="share a leading axis"):
+        adamjax.finite_sum_problem(lambda p, e: p, {"x": jnp.ones(3), "y": jnp.ones(4)}, 0.0)
+    with pytest.raises(ValueError, match="must be a scalar"):
+        adamjax.finite_sum_problem(lambda p, e: p * e["x"], {"x": jnp.ones((3, 2))}, jnp.zeros(2))

@@ -17,11 +17,9 @@ import numpy as np
 
 def is_flat(x) -> bool:
     """Whether ``x`` is a single array or nested lists of numbers (not a PyTree)."""
-    if isinstance(x, list | tuple):
-        try:
-            return np.asarray(x).dtype != object
-        except ValueError:  # ragged
-            return False
+    if isinstance(x, list | tuple):  # numbers, or nested lists of numbers, only
+        return all(isinstance(v, int | float) or (isinstance(v, list | tuple) and is_flat(v))
+                   for v in x)  # fmt: skip
     return isinstance(x, jax.Array | np.ndarray | np.generic | float | int)
 
 

@@ -28,7 +28,7 @@ from .._engine.problems.base import Problem
 from .._theory.phase import field_grid
 from .._theory.vector_field import vector_field as _theory_vf
 from .outcome import CONVERGED, DIVERGING, UNDECIDED
-from .plan import run_dtype
+from .plan import run_dtype, spec_folder
 from .problems import Problems
 from .spec import grid_points, load_spec
 
@@ -61,9 +61,9 @@ def phase_diagram(
             else the problem's default start, else 1).
         batch_size: an int or a list of batch sizes (a third grid axis).
         scheme: ``iid``, ``reshuffle`` or ``cyclic`` (default: the spec's, else iid).
-        samples: chain length M (default: enough for the largest β: ≥ 10 batches of
-            10/(1 − β), at least 2**16); or ``target_se`` from a pilot at the grid's
-            corners.
+        samples: chain length M (default: each of the ``batches`` batch means spans
+            ≥ 10/(1 − β) for the largest β; at least 2**16, at most 2**22); or
+            ``target_se`` from a pilot at two corners of the grid.
         batches, eps, seed, dtype: as for :func:`~adamjax.vector_field`.
 
     Returns:
@@ -89,7 +89,8 @@ def phase_diagram(
         raise SpecError("phase_diagram: the problem has neither a minimiser nor a loss")
     g1, g2 = (a.reshape(-1) for a in np.meshgrid(b1v, b2v, indexing="ij"))
     corr = 1.0 / (1.0 - max(b1v.max(), b2v.max()))
-    m_min = max(2**16, int(math.ceil(10 * batches * 10 * corr)))
+    # Each of the batch means spans ≥ 10 correlation times 1/(1 − β) (at most 2**22).
+    m_min = min(2**22, max(2**16, int(math.ceil(batches * 10 * corr))))
     out_f, out_se = [], []
     used = []
     for b in sizes:
@@ -140,7 +141,7 @@ def _problem_of(spec_or_problem, point: int) -> tuple[Problem, dict]:
         return spec_or_problem, {}
     loaded = load_spec(spec_or_problem)
     p = list(grid_points(loaded.spec))[point]
-    problem = Problems()(p["problem"], run_dtype(p["run"]["dtype"]))
+    problem = Problems(spec_folder(loaded))(p["problem"], run_dtype(p["run"]["dtype"]))
     th = p["run"]["theta0"]
     return problem, {
         "scheme": p["sampling"]["scheme"],
@@ -169,6 +170,7 @@ def _points(problem: Problem, at, theta0) -> np.ndarray:
 def _drift(problem: Problem, pts, f, se):
     """The drift toward θ* (or ⟨∇L, f⟩) per grid point and point, with its SE."""
     mini = problem.minimizer
+    # The SE treats the coordinates of f̂ as independent (exact for dim = 1).
     if mini is not None:
         u = pts - np.asarray(mini, np.float64)
         norm = np.linalg.norm(u, axis=-1, keepdims=True)

@@ -34,7 +34,7 @@ from .._engine.problems.base import AbstractFiniteSumProblem, Problem
 from .._engine.sampling import run_keys
 from .._engine.schedules import SchedHParams
 from .._engine.simulate import RunParams, SimConfig, default_block, log_spaced_steps
-from .problems import Problems, problem_hash
+from .problems import Problems
 from .recorders import Recorder, default_recorders
 from .spec import LoadedSpec, axes_of, check_theta0, grid_points, load_spec
 
@@ -145,6 +145,12 @@ def _program_key(point: dict) -> str:
     )
 
 
+def spec_folder(loaded: LoadedSpec) -> Path:
+    """Where a user's problem module is looked for: beside the spec file, or the current
+    folder for a spec given as a dict."""
+    return Path(loaded.path).resolve().parent if loaded.path else Path.cwd()
+
+
 def run_dtype(name: str):
     """The JAX dtype of ``run.dtype``; float64 switches on x64 mode (which does not change
     float32 results)."""
@@ -203,17 +209,16 @@ def make_plan(
         problem: a problem object that replaces the spec's ``[problem]`` (its class and
             data enter the spec hash, so a store of another problem is not resumed).
     """
-    loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
-    if problem is not None:
-        digest = f"{loaded.hash}{problem_hash(problem)}".encode()
-        loaded = dataclasses.replace(loaded, hash=hashlib.sha256(digest).hexdigest()[:16])
+    if isinstance(spec, LoadedSpec):
+        loaded = spec
+    else:
+        loaded = load_spec(spec, problem_object=problem is not None)
     s = loaded.spec
     axes = axes_of(s)
     zip_coords = dict(list(s["zip"].items())[1:]) if s["zip"] else {}
     points = list(grid_points(s))
     seeds = s["run"]["seeds"]
-    spec_dir = Path(loaded.path).resolve().parent if loaded.path else Path.cwd()
-    build = Problems(spec_dir, problem)
+    build = Problems(spec_folder(loaded), problem)
     built = [build(p["problem"], run_dtype(p["run"]["dtype"])) for p in points]
     for p, prob in zip(points, built, strict=True):
         check_theta0(p["run"]["theta0"], int(prob.dim))
@@ -222,6 +227,10 @@ def make_plan(
                 f"sampling.scheme = {fmt(p['sampling']['scheme'])}: the problem draws fresh "
                 'samples every step, so only "iid" applies'
             )
+    if build.provenance.get("problem_hash"):
+        # The user's problem (its code and data) is part of what the results depend on.
+        digest = f"{loaded.hash}{build.provenance['problem_hash']}".encode()
+        loaded = dataclasses.replace(loaded, hash=hashlib.sha256(digest).hexdigest()[:16])
     dims = {int(prob.dim) for prob in built}
     if len(dims) > 1:
         raise SpecError(

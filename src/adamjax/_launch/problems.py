@@ -12,6 +12,7 @@ wrong return type — is one :class:`SpecError` naming ``problem.kind``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
@@ -39,7 +40,9 @@ def _load_module(name: str, spec_dir: Path | None):
     if spec_dir is not None:
         path = spec_dir / (name.replace(".", "/") + ".py")
         if path.is_file():
-            key = f"adamjax_user_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}_{name}"
+            # Keyed by the file and its content: an edited module is loaded afresh.
+            digest = hashlib.sha256(str(path).encode() + path.read_bytes()).hexdigest()[:12]
+            key = f"adamjax_user_{digest}_{name}"
             if key in sys.modules:
                 return sys.modules[key]
             spec = importlib.util.spec_from_file_location(key, path)
@@ -98,7 +101,7 @@ def build_user(table: dict, spec_dir: Path | None = None) -> tuple[Problem, dict
             f'problem.kind = "{kind}": returned {type(obj).__name__}, expected an adamjax '
             "problem (e.g. adamjax.finite_sum_problem(loss, data, init))"
         )
-    info = {"problem_kind": kind}
+    info = {"problem_kind": kind, "problem_hash": problem_hash(obj)}
     file = getattr(module, "__file__", None)
     if file:
         info["problem_module"] = str(Path(file).resolve())
@@ -107,17 +110,39 @@ def build_user(table: dict, spec_dir: Path | None = None) -> tuple[Problem, dict
 
 
 def problem_hash(problem: Problem) -> str:
-    """A digest of a problem object: its class and its array data (what a run depends
-    on beyond the spec; functions are identified by their qualified names)."""
-    h = hashlib.sha256(f"{type(problem).__module__}.{type(problem).__qualname__}".encode())
-    leaves, treedef = jax.tree_util.tree_flatten(problem)
-    for leaf in leaves:
-        if isinstance(leaf, jax.Array | np.ndarray):
-            a = np.asarray(leaf)
+    """A digest of a problem object: its class, its array data and its static fields
+    (functions by module, qualified name and compiled code), the same in every process —
+    what a run depends on beyond the spec, so that a store of another problem is not
+    resumed."""
+    h = hashlib.sha256()
+
+    def feed(v):
+        if isinstance(v, jax.Array | np.ndarray):
+            a = np.asarray(v)
             h.update(f"{a.dtype}{a.shape}".encode())
             h.update(np.ascontiguousarray(a).tobytes())
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            h.update(f"{type(v).__module__}.{type(v).__qualname__}".encode())
+            for f in dataclasses.fields(v):
+                h.update(f.name.encode())
+                feed(getattr(v, f.name))
+        elif isinstance(v, dict):
+            for k in sorted(v, key=str):
+                h.update(str(k).encode())
+                feed(v[k])
+        elif isinstance(v, list | tuple):
+            for x in v:
+                feed(x)
+        elif callable(v):
+            code = getattr(v, "__code__", None)
+            h.update(f"{getattr(v, '__module__', '')}.{getattr(v, '__qualname__', '')}".encode())
+            if code is not None:
+                h.update(code.co_code)
+                h.update(repr(code.co_consts).encode())
         else:
-            h.update(repr(leaf).encode())
+            h.update(repr(v).encode())
+
+    feed(problem)
     return h.hexdigest()[:16]
 
 
@@ -134,6 +159,10 @@ class Problems:
         if key not in self._cache:
             if self.override is not None:
                 p = cast_problem(self.override, dtype)
+                self.provenance.update(
+                    problem_class=f"{type(p).__module__}.{type(p).__qualname__}",
+                    problem_hash=problem_hash(self.override),
+                )
             elif is_user_kind(table["kind"]):
                 p, info = build_user(table, self.spec_dir)
                 p = cast_problem(p, dtype)

@@ -4,11 +4,11 @@ of a spec's grid point."""
 from __future__ import annotations
 
 from .._engine.problems.base import Problem
-from .._engine.problems.registry import make_problem
 from .._theory import vector_field as _vf
 from .dataset import to_dataset
 from .execute import execute
-from .plan import make_plan, run_dtype
+from .plan import make_plan, run_dtype, spec_folder
+from .problems import Problems
 from .progress import Progress
 from .spec import grid_points, load_spec
 from .sweep import run_to_store
@@ -104,8 +104,9 @@ def vector_field(spec_or_problem, *, point: int = 0, **kwargs) -> _vf.VectorFiel
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if isinstance(spec_or_problem, Problem):
         return _vf.vector_field(spec_or_problem, **kwargs)
-    p = list(grid_points(load_spec(spec_or_problem).spec))[point]
-    problem = make_problem(p["problem"], run_dtype(p["run"]["dtype"]))
+    loaded = load_spec(spec_or_problem)
+    p = list(grid_points(loaded.spec))[point]
+    problem = Problems(spec_folder(loaded))(p["problem"], run_dtype(p["run"]["dtype"]))
     o = p["optimizer"]
     given = {
         "optimizer": o["kind"],

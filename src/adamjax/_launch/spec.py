@@ -39,6 +39,8 @@ def _param(key: str, kind: str):
     keyword argument of the user's callable)."""
     table, _, name = key.rpartition(".")
     if table == "problem" and name != "kind":
+        if kind == OBJECT_KIND:
+            return None  # the problem is an object: nothing of [problem] applies
         if is_user_kind(kind):
             return Param(ANY)
         return BUILTINS[kind].params.get(name)
@@ -158,12 +160,16 @@ def _validate_axes(axes: dict, what: str, kind: str) -> dict:
         param = _param(key, kind)
         if param is None:
             table = key.rpartition(".")[0]
-            hint = (
-                f"not a parameter of problem {kind!r} (its parameters: "
-                f"{', '.join(sorted(problem_params([kind])))})"
-                if table == "problem"
-                else 'not a sweepable key (use a dotted key such as "optimizer.b1")'
-            )
+            if table == "problem" and kind == OBJECT_KIND:
+                hint = "the problem is an object given to adamjax.run; sweep its own arguments"
+            elif table == "problem":
+                hint = (
+                    f"not a parameter of problem {kind!r} (its parameters: "
+                    f"{', '.join(sorted(problem_params([kind])))})"
+                )
+            else:
+                hint = 'not a sweepable key (use a dotted key such as "optimizer.b1")'
+
             raise SpecError(f"{what}.{key} = {fmt(vals)}: {hint}")
         if key in NOT_SWEEPABLE:
             raise SpecError(f"{what}.{key} = {fmt(vals)}: cannot be swept")

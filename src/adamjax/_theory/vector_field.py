@@ -163,7 +163,7 @@ class VectorField(AbstractField):
         # Controls: batch means of m and v minus their known means ∇L and E[G²]
         # (stationary chain: E[m_k] = E[G], E[v_k] = E[G²]).
         ctl = [mb - self.problem.grad(theta)]
-        eg2 = self.problem.second_moment(theta, self._batch_size, self.scheme == "iid")
+        eg2 = self._second_moment(theta)
         if eg2 is not None:
             ctl.append(vb - eg2)
         C = jnp.stack(ctl, -1)  # (B, d, k)
@@ -221,6 +221,18 @@ class VectorField(AbstractField):
 
         rb = batch_means(lambda m, v: m / (eps + jnp.sqrt(v + er)))
         return rb, batch_means(lambda m, v: m), batch_means(lambda m, v: v)
+
+    def _second_moment(self, theta):
+        """E[G²] where it is known for the way the samples were drawn: i.i.d., or a
+        reshuffled stream whose batches partition each epoch (b divides N); None for
+        cyclic order and other reshuffled batches (the m-control alone is then used)."""
+        b = self._batch_size
+        if self.scheme == "iid":
+            return self.problem.second_moment(theta, b)
+        n = self.problem.n_data
+        if self.scheme == "reshuffle" and b <= n and n % b == 0:
+            return self.problem.second_moment(theta, b, replace=False)
+        return None
 
     @property
     def _batch_size(self) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..pytree import flatten, leaf_names
 from .base import AbstractLayeredProblem
@@ -57,17 +58,35 @@ def finite_sum_problem(loss: Callable, data, init) -> PyTreeFiniteSumProblem:
         data: a PyTree whose leaves share a leading axis N (the examples); mini-batches
             of it follow the spec's sampling scheme.
         init: the initial parameters (a PyTree of arrays), or a function of a key that
-            returns them, so that every run (seed) starts from its own draw.
+            returns them, so that every run (seed) starts from its own draw (a spec's
+            ``run.theta0``, where given, replaces it: every seed then starts there).
 
     Returns:
         A problem for :func:`adamjax.run` (``problem=``), :func:`adamjax.simulate` and the
         theory layer; θ is the flat vector of ``params`` (leaves in ``tree_flatten`` order)
         and the results name every entry by its leaf path and index (``w1[2,0]``).
     """
-    template = init(jax.random.PRNGKey(0)) if callable(init) else init
+    data = jax.tree_util.tree_map(jnp.asarray, data)
+    lengths = {int(np.shape(a)[0]) if np.ndim(a) else 0 for a in jax.tree_util.tree_leaves(data)}
+    if len(lengths) != 1 or 0 in lengths:
+        got = sorted(lengths)
+        raise ValueError(f"finite_sum_problem: data's leaves must share a leading axis N ({got})")
+    try:
+        template = init(jax.random.PRNGKey(0)) if callable(init) else init
+    except Exception as e:  # noqa: BLE001 - the user's code
+        raise ValueError(f"finite_sum_problem: init(key) raised {type(e).__name__}: {e}") from None
     # The engine's own unflatten keeps θ's dtype (ravel_pytree's would cast back to
     # the template's, e.g. float32 inside a float64 run).
     flat, unravel = flatten(template)
+    example = jax.tree_util.tree_map(lambda a: a[0], data)
+    try:
+        out = jax.eval_shape(loss, template, example)
+    except Exception as e:  # noqa: BLE001 - the user's code
+        raise ValueError(
+            f"finite_sum_problem: loss(params, example) raised {type(e).__name__}: {e}"
+        ) from None
+    if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
+        raise ValueError(f"finite_sum_problem: loss(params, example) must be a scalar, not {out}")
     return PyTreeFiniteSumProblem(
         data=jax.tree_util.tree_map(jnp.asarray, data),
         dim=int(flat.shape[0]),
