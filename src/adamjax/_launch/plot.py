@@ -208,9 +208,9 @@ def phase(ds, x: str | None = None, y: str | None = None, var=None, stat="median
         ax.set_ylabel(ylab)
         if facet:
             ax.set_title(f"{facet} = {fv}", fontsize=10)
-        if ax is axs[0][0] and ax.get_legend_handles_labels()[0]:
-            # Above the panel, so that it hides no cell.
-            ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, frameon=False)
+    handles, labels = axs[0][0].get_legend_handles_labels()
+    if handles:  # below the panels, so that it hides no cell and no panel title
+        fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     lv = ds[var].attrs.get("long_name", var)
     what = "fraction of runs diverging" if (stat == "fraction" and var == "outcome") else lv
     fig.colorbar(
