@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.colors import LogNorm
 
+import adamjax
 import figurekit as kit
 
 NAME = "zhang-phase"
@@ -51,6 +52,29 @@ def make(spec: dict, fig: dict, scale: str):
             )
         crit[n] = np.asarray(c)
 
+    # The prediction of the vector field (adamjax.phase_diagram) on the same grid, for the
+    # same sampling order and start: where the drift toward x* changes sign.
+    scheme = spec["sampling"].get("scheme", "iid")
+    oc = ds["outcome"].transpose("problem.n", "optimizer.b1", "optimizer.b2", "seed").values
+    sim = np.where(
+        (oc == adamjax.DIVERGING).mean(-1) > 0.5,
+        adamjax.DIVERGING,
+        np.where((oc == adamjax.CONVERGED).mean(-1) > 0.5, adamjax.CONVERGED, adamjax.UNDECIDED),
+    )
+    pred, drift, drift_se, agree = {}, {}, {}, {}
+    for k, n in enumerate(ns):
+        problem = adamjax.make_problem({"kind": "zhang", "n": n}, np.float32)
+        pdg = adamjax.phase_diagram(
+            problem, b1=b1, b2=b2, at=[[x0]], scheme=scheme,
+            batch_size=spec["sampling"].get("batch_size", 1),
+            samples=fig.get("samples"), seed=int(fig.get("seed", 0)),
+        )  # fmt: skip
+        pred[n] = pdg["predicted"].values
+        drift[n] = pdg["drift"].values[..., 0]
+        drift_se[n] = pdg["drift_se"].values[..., 0]
+        both = (pred[n] != adamjax.UNDECIDED) & (sim[k] != adamjax.UNDECIDED)
+        agree[n] = (float(np.mean(pred[n][both] == sim[k][both])), int(both.sum()))
+
     steps = spec["run"]["steps"]
     f, axes = plt.subplots(1, len(ns), figsize=(5.2 * len(ns) + 0.8, 4.6), constrained_layout=True)
     axes = np.atleast_1d(axes)
@@ -74,6 +98,14 @@ def make(spec: dict, fig: dict, scale: str):
         )
         bb = np.linspace(0.0, min(b1.max(), math.sqrt(1 - y.min())), 200)
         ax.plot(bb, 1 - bb**2, "w--", lw=2, label="β1 = √β2")
+        # Predicted boundary (drift = 0) and the band where |drift| < 3 SE.
+        dr, dse = drift[n].T, drift_se[n].T
+        if np.nanmin(dr) < 0 < np.nanmax(dr):
+            ax.contour(b1, y, dr, levels=[0.0], colors="orange", linewidths=2.2)
+        band = (np.abs(dr) < 3 * dse).astype(float)
+        if band.any():
+            ax.contourf(b1, y, band, levels=[0.5, 1.5], colors="none", hatches=["////"])
+        ax.plot([], [], "-", color="orange", lw=2.2, label="predicted boundary: drift of f = 0")
         ax.set_yscale("log")
         ax.set_ylim(y.max() * 1.15, y.min() / 1.15)
         ticks = [t for t in (0.5, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001) if y.min() <= t <= y.max()]
@@ -82,7 +114,12 @@ def make(spec: dict, fig: dict, scale: str):
         ax.minorticks_off()
         ax.set_xlabel("β1 (momentum, dimensionless)")
         ax.set_ylabel("β2 (log scale in 1 − β2)")
-        ax.set_title(f"n = {n}: diverging in {100 * area[n]:.0f}% of the grid")
+        a, m = agree[n]
+        ax.set_title(
+            f"n = {n}: diverging in {100 * area[n]:.0f}% of the grid\nthe vector field's "
+            f"prediction agrees in {100 * a:.0f}% of {m} decided cells",
+            fontsize=9,
+        )
         ax.legend(loc="upper left", fontsize=8, framealpha=0.85)
     f.colorbar(mesh, ax=axes, label="optimality gap |x_K − x*| (x* = −2), log scale")
     f.suptitle(
@@ -96,10 +133,24 @@ def make(spec: dict, fig: dict, scale: str):
             "gap": gap.astype("float64"),
             "diverging": div.astype("int8"),
             "critical_b2": (("problem.n", "optimizer.b1"), np.stack([crit[n] for n in ns])),
-        }
+            "predicted": (
+                ("problem.n", "optimizer.b1", "optimizer.b2"),
+                np.stack([pred[n] for n in ns]).astype("int8"),
+            ),
+            "drift": (
+                ("problem.n", "optimizer.b1", "optimizer.b2"),
+                np.stack([drift[n] for n in ns]),
+            ),
+        }  # fmt: skip
     )
     results = {}
     for n in ns:
         results[f"diverging_fraction_n{n}"] = area[n]
         results[f"critical_b2_at_b1_0_n{n}"] = float(crit[n][0])
+        results[f"prediction_agreement_n{n}"] = agree[n][0]
+        conv = np.nonzero(pred[n][0] == adamjax.CONVERGED)[0]
+        results[f"predicted_critical_b2_at_b1_0_n{n}"] = (
+            float(b2[conv.min()]) if conv.size and (pred[n][0][conv.min():] == 0).all() else
+            float("nan")
+        )  # fmt: skip
     return data, f, results
