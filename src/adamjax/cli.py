@@ -328,13 +328,9 @@ def cmd_docs(a) -> int:
 
 
 def _name_of(ds) -> str:
-    text = ds.attrs.get("spec", "")
-    try:
-        return str(tomllib.loads(text)["name"])
-    except Exception:  # noqa: BLE001
-        import json
+    import adamjax
 
-        return str(json.loads(text)["name"])
+    return str(adamjax.plot.spec_of(ds).get("name", ""))
 
 
 def cmd_list(a) -> int:

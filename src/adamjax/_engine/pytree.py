@@ -28,7 +28,7 @@ def flatten(tree, lead: int = 0):
     the concatenated entries, (…, dim); ``unflatten(y)`` maps an array (…', dim) back to
     the PyTree with leading axes …'. A plain array is returned as it is."""
     if is_flat(tree) and np.ndim(tree) == lead + 1:
-        return jnp.asarray(tree), _identity
+        return jnp.asarray(tree), identity
     leaves, treedef = jax.tree_util.tree_flatten(jnp.asarray(tree) if is_flat(tree) else tree)
     leaves = [jnp.asarray(x) for x in leaves]
     batch = leaves[0].shape[:lead]
@@ -36,19 +36,25 @@ def flatten(tree, lead: int = 0):
     flat = jnp.concatenate([x.reshape(*batch, -1) for x in leaves], axis=-1)
 
     def unflatten(y):
-        y = jnp.asarray(y)
-        out, k = [], 0
-        for shape in shapes:
-            size = math.prod(shape)
-            out.append(y[..., k : k + size].reshape(*y.shape[:-1], *shape))
-            k += size
-        return jax.tree_util.tree_unflatten(treedef, out)
+        return jax.tree_util.tree_unflatten(treedef, split_flat(jnp.asarray(y), shapes))
 
     return flat, unflatten
 
 
-def _identity(y):
+def identity(y):
+    """The ``restore`` of a θ that was flat already."""
     return y
+
+
+def split_flat(theta, shapes) -> tuple:
+    """The arrays of the given ``shapes`` that the last axis of ``theta`` holds, in order
+    (leading axes of ``theta`` are kept)."""
+    out, k = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        out.append(theta[..., k : k + size].reshape(*theta.shape[:-1], *shape))
+        k += size
+    return tuple(out)
 
 
 def as_flat(problem, theta):
@@ -56,7 +62,7 @@ def as_flat(problem, theta):
     PyTree whose leaves have the same leading axes …); ``restore`` maps an array
     (…', dim) back to the structure the caller used."""
     if is_flat(theta):
-        return jnp.asarray(theta), _identity
+        return jnp.asarray(theta), identity
     template = jax.eval_shape(problem.unflatten, jax.ShapeDtypeStruct((problem.dim,), float))
     t_leaves = jax.tree_util.tree_leaves(template)
     leaves = jax.tree_util.tree_leaves(theta)

@@ -25,14 +25,15 @@ import numpy as np
 
 from .._engine.errors import SpecError
 from .outcome import CONVERGED, DIVERGING, UNDECIDED
-from .summary import B1, B2, sweep_axes
+from .summary import B1, B2, fmt_value, sweep_axes
 
 STATS = ("median", "mean", "fraction")
 
-__all__ = ["STATS", "apt", "auto", "curves", "phase", "reduce", "save", "title"]
+__all__ = ["STATS", "apt", "auto", "curves", "phase", "reduce", "save", "spec_of", "title"]
 
 
-def _spec(ds) -> dict:
+def spec_of(ds) -> dict:
+    """The spec a results dataset was made from (its ``spec`` attribute), or {}."""
     text = ds.attrs.get("spec", "")
     for load in (tomllib.loads, json.loads):
         try:
@@ -44,7 +45,7 @@ def _spec(ds) -> dict:
 
 def title(ds, extra: str = "") -> str:
     """The spec's parameters that are not swept, in one line (two when long)."""
-    s, axes = _spec(ds), set(sweep_axes(ds))
+    s, axes = spec_of(ds), set(sweep_axes(ds))
     parts = [str(s.get("name", ""))]
     prob = s.get("problem", {})
     parts.append(
@@ -268,13 +269,16 @@ def _points(ds, max_points: int):
     out = []
     for i in pick:
         p = st.isel(point=i)
-        label = ", ".join(f"{a.rpartition('.')[2]}={_fmt(p[a].item())}" for a in axes)
+        label = ", ".join(f"{a.rpartition('.')[2]}={fmt_value(p[a].item())}" for a in axes)
         out.append((label, p))
     return out
 
 
-def _fmt(v):
-    return f"{v:g}" if isinstance(v, float) else str(v)
+def _quantiles(a, qs):
+    """NaN-aware quantiles over the seeds (axis 0); all-NaN columns give NaN quietly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return [np.nanquantile(a, q, axis=0) for q in qs]
 
 
 def curves(ds, var: str = "loss", ax=None, max_points: int = 8):
@@ -295,9 +299,7 @@ def curves(ds, var: str = "loss", ax=None, max_points: int = 8):
         if var == "theta":
             v = np.sqrt((v.astype("float64") ** 2).sum("dim"))
         a = np.asarray(v.transpose("seed", "snapshot").values, np.float64)[:, keep]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med, lo, hi = (np.nanquantile(a, q, axis=0) for q in (0.5, 0.1, 0.9))
+        med, lo, hi = _quantiles(a, (0.5, 0.1, 0.9))
         logy &= bool(np.all(lo[np.isfinite(lo)] > 0))
         (line,) = ax.plot(steps[keep], med, lw=1.5, label=label or "median")
         ax.fill_between(steps[keep], lo, hi, color=line.get_color(), alpha=0.18, lw=0)
@@ -328,9 +330,7 @@ def apt(ds, ax=None, max_points: int = 8):
     last = None
     for label, p in _points(ds, max_points):
         e = np.asarray(p["apt_error"].transpose("seed", "window").values, np.float64)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med, lo, hi = (np.nanquantile(e, q, axis=0) for q in (0.5, 0.25, 0.75))
+        med, lo, hi = _quantiles(e, (0.5, 0.25, 0.75))
         (line,) = ax.plot(n, med, "o-", ms=3, lw=1.4, label=f"{label or 'median'}")
         ax.fill_between(n, lo, hi, color=line.get_color(), alpha=0.18, lw=0)
         pexp = float(p["apt_decay_exponent"]) if "apt_decay_exponent" in p else math.nan
@@ -346,7 +346,7 @@ def apt(ds, ax=None, max_points: int = 8):
                 label=f"fit ∝ n^{pexp:.3f}",
             )
         last = med
-    sch = _spec(ds).get("schedule", {})
+    sch = spec_of(ds).get("schedule", {})
     axes = sweep_axes(ds)
     if (
         sch.get("kind", "power") == "power"

@@ -117,7 +117,7 @@ def summary_table(ds, s) -> str:
     flat = s.stack(point=axes) if axes else s.expand_dims("point")
     for i in range(flat.sizes["point"]):
         p = flat.isel(point=i)
-        row = [_fmt(p[a].item()) for a in axes]
+        row = [fmt_value(p[a].item()) for a in axes]
         row += [str(int(s["runs"]))]
         row += [f"{100 * float(p[k]):.0f}%" for k in ("converged", "diverging", "undecided")]
         row += [f"{100 * float(p['diverged']):.0f}%"]
@@ -139,9 +139,9 @@ def summary_table(ds, s) -> str:
         cbf = cb.stack(rest=other) if other else cb.expand_dims("rest")
         for j in range(cbf.sizes["rest"]):
             sub = cbf.isel(rest=j)
-            tag = ", ".join(f"{d} = {_fmt(sub[d].item())}" for d in other)
+            tag = ", ".join(f"{d} = {fmt_value(sub[d].item())}" for d in other)
             vals = "  ".join(
-                f"β1={_fmt(b)}: {'none' if np.isnan(v) else _fmt(v)}"
+                f"β1={fmt_value(b)}: {'none' if np.isnan(v) else fmt_value(v)}"
                 for b, v in zip(sub[B1].values, sub.values, strict=True)
             )
             lines.append(f"  {tag + ': ' if tag else ''}{vals}")
@@ -153,5 +153,6 @@ def _q(p, base) -> str:
     return f"{med:.4g} [{lo:.3g}, {hi:.3g}]"
 
 
-def _fmt(v) -> str:
+def fmt_value(v) -> str:
+    """A coordinate value as the tables and plot labels print it."""
     return f"{v:g}" if isinstance(v, float) else str(v)

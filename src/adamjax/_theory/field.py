@@ -7,11 +7,7 @@ import abc
 import equinox as eqx
 import jax.numpy as jnp
 
-from .._engine.pytree import is_flat
-
-
-def _identity(y):
-    return y
+from .._engine.pytree import identity, is_flat
 
 
 class AbstractField(eqx.Module):
@@ -36,4 +32,4 @@ class AbstractField(eqx.Module):
         PyTree structure also takes θ in that structure."""
         if not is_flat(theta):
             raise ValueError(f"{type(self).__name__}: θ must be an array (…, dim)")
-        return jnp.asarray(theta), _identity
+        return jnp.asarray(theta), identity

@@ -19,7 +19,6 @@ ones instead).
 from __future__ import annotations
 
 import abc
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -263,16 +262,6 @@ class AbstractLayeredProblem(AbstractFiniteSumProblem):
 
         grads = jax.grad(loss)(self.unflatten(theta))
         return jnp.concatenate([g.reshape(-1) for g in jax.tree_util.tree_leaves(grads)])
-
-
-def split_flat(theta, shapes):
-    """The arrays of the given ``shapes`` that a flat ``theta`` holds, in order."""
-    out, k = [], 0
-    for shape in shapes:
-        size = math.prod(shape)
-        out.append(theta[k : k + size].reshape(shape))
-        k += size
-    return tuple(out)
 
 
 def cast_problem(problem: Problem, dtype) -> Problem:

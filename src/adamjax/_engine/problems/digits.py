@@ -11,7 +11,8 @@ import numpy as np
 
 from ..errors import SpecError
 from ..params import INT, Param, in_range
-from .base import AbstractLayeredProblem, split_flat
+from ..pytree import split_flat
+from .base import AbstractLayeredProblem
 from .builtin import Builtin
 
 

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..params import INT, Param, in_range
-from .base import AbstractLayeredProblem, split_flat
+from ..pytree import split_flat
+from .base import AbstractLayeredProblem
 from .builtin import Builtin
 
 
