@@ -50,6 +50,7 @@ FIGURES = (
     "reddi",
     "d0-neighbourhood",
     "beta2-batchsize",
+    "batch-threshold",
 )
 
 

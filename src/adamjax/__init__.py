@@ -72,6 +72,7 @@ from ._launch.execute import execute as execute
 from ._launch.outcome import CONVERGED as CONVERGED
 from ._launch.outcome import DIVERGING as DIVERGING
 from ._launch.outcome import UNDECIDED as UNDECIDED
+from ._launch.phase import critical_b2 as critical_b2
 from ._launch.phase import phase_diagram as phase_diagram
 from ._launch.plan import Plan as Plan
 from ._launch.plan import default_budget as default_budget
@@ -82,6 +83,7 @@ from ._launch.reference import reference as reference
 from ._launch.run import run as run
 from ._launch.run import vector_field as vector_field
 from ._launch.spec import load_spec as load_spec
+from ._launch.store import check_store as check_store
 from ._launch.summary import summary as summary
 from ._launch.summary import summary_table as summary_table
 from ._theory.apt import APTObserver as APTObserver

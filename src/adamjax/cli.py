@@ -8,6 +8,7 @@
     adamjax plot RESULTS [--x KEY] [--y KEY] [--var NAME] [--stat median|mean|fraction]
                          [--out FILE]
     adamjax summary RESULTS [--json]
+    adamjax check RESULTS [--json]        verify a store: every chunk finished and intact
     adamjax docs [--out DIR]              write docs/spec.md and docs/results.md
     adamjax list                          experiments shipped in experiments/
     adamjax info                          versions, backend, devices, memory
@@ -32,7 +33,9 @@ import json
 import os
 import platform
 import re
+import signal
 import sys
+import threading
 import time
 import tomllib
 import warnings
@@ -46,6 +49,14 @@ _REPO = Path(__file__).resolve().parents[2]
 
 class _Usage(Exception):
     """A bad command line (argparse error), reported like bad input."""
+
+
+class _Terminated(BaseException):
+    """SIGTERM (a scheduler's or ``kill``'s stop): handled like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,6 +148,10 @@ def _parser() -> argparse.ArgumentParser:
     sm = sub.add_parser("summary", help="a table per grid point; critical β2 per β1")
     sm.add_argument("results", help="OUT/<name>/results.zarr (or the folder OUT/<name>)")
     sm.add_argument("--json", action="store_true", help="machine-readable output")
+
+    ck = sub.add_parser("check", help="verify a results folder without running anything")
+    ck.add_argument("results", help="OUT/<name> (or OUT/<name>/results.zarr)")
+    ck.add_argument("--json", action="store_true", help="machine-readable output")
 
     dc = sub.add_parser("docs", help="write the spec and results reference (docs/spec.md, …)")
     dc.add_argument("--out", default="docs", help="folder (default: docs)")
@@ -266,6 +281,29 @@ def cmd_run(a) -> int:
             f"device(s){procs} in {wall:.1f} s"
         )
     return 0
+
+
+def cmd_check(a) -> int:
+    import adamjax
+
+    r = adamjax.check_store(a.results)
+    if a.json:
+        print(json.dumps(r, indent=1))
+    elif r["ok"]:
+        print(f"adamjax: {r['path']}: ok, {r['units']} of {r['units']} chunks finished and intact")
+    else:
+        parts = []
+        if r["damaged"]:
+            parts.append(f"{len(r['damaged'])} finished chunk(s) damaged (units "
+                         f"{_few(r['damaged'])})")  # fmt: skip
+        if r["unfinished"]:
+            parts.append(f"{len(r['unfinished'])} of {r['units']} chunks unfinished")
+        _err(f"{r['path']}: " + "; ".join(parts) + " (adamjax run … --resume recomputes them)")
+    return 0 if r["ok"] else EXIT_UNAVAILABLE
+
+
+def _few(units, most: int = 8) -> str:
+    return ", ".join(map(str, units[:most])) + (", …" if len(units) > most else "")
 
 
 def cmd_plot(a) -> int:
@@ -472,6 +510,10 @@ def cmd_demo(argv) -> int:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     saved, warnings.showwarning = warnings.showwarning, _showwarning
+    # SIGTERM ends a run like Ctrl-C: finished chunks are kept, one line says how to
+    # resume (signal handlers can only be set from the main thread).
+    main_thread = threading.current_thread() is threading.main_thread()
+    saved_term = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         if argv and argv[0] in _DELEGATED:
             cmd, rest = argv[0], argv[1:]
@@ -484,6 +526,7 @@ def main(argv=None) -> int:
             "run": cmd_run,
             "plot": cmd_plot,
             "summary": cmd_summary,
+            "check": cmd_check,
             "docs": cmd_docs,
             "list": cmd_list,
             "info": cmd_info,
@@ -508,10 +551,29 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         _err("interrupted (resume with --resume)")
         return 130
+    except _Terminated:
+        _err("terminated (resume with --resume)")
+        return 128 + signal.SIGTERM
     except BrokenPipeError:
         return 0
+    except RuntimeError as e:
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        # XLA could not allocate: a chunk or the problem is too large for the device.
+        _err(
+            "the runs do not fit in device memory (XLA: "
+            f"{_one_line(str(e).split(':', 2)[-1])[:120]}); lower --chunk or --budget, "
+            "run.block, record.snapshots or the problem size"
+        )
+        return EXIT_BAD_INPUT
+    except OSError as e:
+        # No space, a read-only file system, …: the environment, not the input.
+        _err(f"{e.filename}: {e.strerror}" if e.filename else (e.strerror or e))
+        return EXIT_UNAVAILABLE
     finally:
         warnings.showwarning = saved
+        if saved_term is not None:
+            signal.signal(signal.SIGTERM, saved_term)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,4 @@
-"""The seven figures of ``experiments/`` regenerate at smoke scale, and a second run gives
+"""The eight figures of ``experiments/`` regenerate at smoke scale, and a second run gives
 identical data files. ``experiments/`` is not a package: figurekit is loaded by file path."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ NAMES = (
     "reddi",
     "d0-neighbourhood",
     "beta2-batchsize",
+    "batch-threshold",
 )
 
 
@@ -64,7 +65,7 @@ def test_scale_overrides_apply(kit):
     paper, _ = kit.load_figure_spec("zhang-phase", "paper")
     assert smoke["run"]["steps"] < paper["run"]["steps"] == 50000
     assert len(paper["sweep"]["optimizer.b1"]) >= 30 and len(paper["sweep"]["optimizer.b2"]) >= 30
-    assert paper["sweep"]["problem.n"] == [10, 50]
+    assert paper["sweep"]["problem.n"] == [10, 50, 100]
     _, fig = kit.load_figure_spec("limit-vs-vf-zero", "smoke")
     assert fig["zero_method"] == "grid"  # a [figure] key overridden by [scale.smoke]
     with pytest.raises(ValueError, match="must be one of"):
@@ -133,7 +134,7 @@ def two_smoke_runs(kit, tmp_path_factory):
     return a, b
 
 
-def test_smoke_regenerates_all_seven(two_smoke_runs):
+def test_smoke_regenerates_all_eight(two_smoke_runs):
     a, _ = two_smoke_runs
     results = json.loads((a / "results-smoke.json").read_text())
     assert set(results) == set(NAMES)
@@ -169,7 +170,18 @@ def test_smoke_claims_hold(two_smoke_runs):
         assert reddi[f"theta_final_median_adam_{scheme}"] > 0.9
         assert reddi[f"theta_final_median_amsgrad_{scheme}"] < -0.9
     z = r["zhang-phase"]
-    assert z["diverging_fraction_n50"] > z["diverging_fraction_n10"]
+    for scheme in ("iid", "reshuffle"):
+        assert z[f"diverging_fraction_n50_{scheme}"] > z[f"diverging_fraction_n10_{scheme}"]
+        # the field's prediction agrees with the simulated outcome where both decide
+        assert z[f"prediction_agreement_n10_{scheme}"] >= 0.95
+    # the critical β2 of the field falls with the batch size and lies in the bracket of
+    # the bisection on simulated runs (±3 SE), i.i.d. and reshuffled
+    bt = r["batch-threshold"]
+    assert bt["agreement"] == 1.0
+    for scheme in ("iid", "reshuffle"):
+        assert bt[f"critical_b2_falls_with_b_n10_{scheme}"] == 1
+        b1, b4 = bt[f"critical_b2_field_n10_{scheme}_b1"], bt[f"critical_b2_field_n10_{scheme}_b4"]
+        assert b1 > b4 + 0.3
     lim = r["limit-vs-vf-zero"]
     # Asymmetric noise, β2 = 0.9: the limit and the zero of f agree, both away from 0.
     m, se = lim["limit_mean_exponential_b2_0.9"], lim["limit_se_exponential_b2_0.9"]

@@ -44,7 +44,10 @@ def test_prediction_agrees_with_simulation():
     sim = np.where(div > 0.5, adamjax.DIVERGING, np.where(conv > 0.5, adamjax.CONVERGED, 2))
     decided = pred != adamjax.UNDECIDED
     both = decided & (sim != adamjax.UNDECIDED)
-    assert decided.mean() > 0.9 and both.sum() >= 0.8 * decided.sum()
+    # β1² ≥ β2 lies outside the theory: never predicted; inside it nearly every cell is
+    theory = np.square(B1)[:, None] < np.asarray(B2)[None, :]
+    assert not decided[~theory].any()
+    assert decided[theory].mean() > 0.9 and both.sum() >= 0.8 * decided.sum()
     assert np.mean(pred[both] == sim[both]) >= 0.95, (pred, sim)
     # both outcomes occur: small β2 diverges (at β1 = 0), large β2 converges
     assert (pred[0, :3] == adamjax.DIVERGING).all() and (pred[:, -1] == adamjax.CONVERGED).all()
@@ -117,3 +120,42 @@ def test_control_variate_is_unbiased_for_every_scheme(scheme, b):
     f1, s1 = (float(np.asarray(a).reshape(-1)[0]) for a in with_cv(theta))
     f0, s0 = (float(np.asarray(a).reshape(-1)[0]) for a in without(theta))
     assert abs(f1 - f0) <= 4 * max(s0, s1) + 1e-9, (f1, s1, f0, s0)
+
+
+def test_critical_b2_is_where_the_drift_changes_sign():
+    """critical_b2 at β1 = 0 on Zhang's problem: the drift of the same CRN field is < 0
+    a few SE below it and > 0 a few SE above it; it falls with the batch size (the
+    talk's 'smaller batches need larger β2'); a range without a sign change gives lo."""
+    jax.config.update("jax_enable_x64", True)
+    problem = adamjax.make_problem({"kind": "zhang", "n": 10}, np.float64)
+    kw = dict(at=[[0.0]], samples=2**17, scheme="iid")
+    cb = adamjax.critical_b2(problem, b1=0.0, batch_size=[1, 4], **kw)
+    assert cb["critical_b2"].dims == ("sampling.batch_size",)
+    c, se = cb["critical_b2"].values, cb["critical_b2_se"].values
+    assert np.all(se > 0) and np.all(se < 0.01), se
+    assert c[0] > c[1] > 0, c
+    d = 0.02
+    pd = adamjax.phase_diagram(problem, b1=[0.0], b2=[c[0] - d, c[0] + d], batch_size=1, **kw)
+    drift = pd["drift"].values[0, :, 0]
+    assert drift[0] < 0 < drift[1], drift
+    # n = 10, β1 = 0, i.i.d.: the constant F changes sign near β2 ≈ 0.71 (the simulated
+    # bracket of the batch-threshold figure); no sign change above 0.8 → lo
+    assert 0.6 < c[0] < 0.8
+    high = adamjax.critical_b2(problem, b1=0.0, batch_size=1, lo=0.8, grid=8, **kw)
+    assert float(high["critical_b2"]) == 0.8 and float(high["critical_b2_se"]) == 0.0
+    with pytest.raises(adamjax.SpecError, match="lo < hi"):
+        adamjax.critical_b2(problem, lo=0.9, hi=0.5)
+
+
+def test_user_finite_sum_problem_is_predicted():
+    """A user's problem (``finite_sum_problem``, no minimiser known: the Lyapunov
+    quantity ⟨∇L, f⟩ decides): least squares far from its minimum converges for every
+    (β1, β2) inside the theory, and ``critical_b2`` finds no threshold (returns lo)."""
+    jax.config.update("jax_enable_x64", True)
+    data = {"x": np.linspace(-1.0, 2.0, 6)}
+    problem = adamjax.finite_sum_problem(lambda w, ex: 0.5 * (w - ex["x"]) ** 2, data, 0.0)
+    pd = adamjax.phase_diagram(problem, b1=[0.0, 0.5], b2=[0.5, 0.9], at=[[4.0]], samples=2**15)
+    assert (pd["predicted"].values == adamjax.CONVERGED).all(), pd["predicted"].values
+    assert (pd["drift"].values > 0).all()
+    cb = adamjax.critical_b2(problem, b1=0.0, at=[[4.0]], lo=0.1, grid=6, samples=2**15)
+    assert float(cb["critical_b2"]) == 0.1

@@ -3,7 +3,7 @@
 Reproducibility contract: every random number a run uses is a function of
 (base seed, global run index, block index) only —
 
-    run_key   = fold_in(PRNGKey(seed), global_run_index)
+    run_key   = fold_in(seed_key(seed), global_run_index)
     block_key = fold_in(run_key, block_index)
 
 so a run's trajectory does not depend on the chunk size, on which other runs
@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from .errors import SpecError
 
 SCHEMES = ("iid", "reshuffle", "cyclic")
 
@@ -31,9 +34,26 @@ SCHEMES = ("iid", "reshuffle", "cyclic")
 _PERM_TAG = 0x5EED
 
 
+SEED_MAX = 2**64 - 1
+
+
+def seed_key(seed: int) -> jax.Array:
+    """The key of a seed 0 ≤ seed < 2**64: the uint32 pair (seed >> 32, seed mod 2**32).
+
+    This is ``jax.random.PRNGKey(seed)`` with x64 enabled, built here so that every bit
+    of the seed counts whatever the x64 flag: without x64, ``PRNGKey`` keeps only the
+    low 32 bits (seed 2**32 would give the streams of seed 0). For seeds < 2**32 it is
+    ``PRNGKey(seed)`` in both modes.
+    """
+    s = int(seed)
+    if not 0 <= s <= SEED_MAX:
+        raise SpecError(f"seed = {s}: must be an integer in [0, 2**64 − 1]")
+    return jnp.asarray(np.array([s >> 32, s & 0xFFFFFFFF], np.uint32))
+
+
 def run_keys(seed: int, run_index) -> jax.Array:
-    """Per-run keys ``fold_in(PRNGKey(seed), run_index)`` for an array of global run indices."""
-    base = jax.random.PRNGKey(seed)
+    """Per-run keys ``fold_in(seed_key(seed), run_index)`` for an array of run indices."""
+    base = seed_key(seed)
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(run_index, jnp.uint32))
 
 

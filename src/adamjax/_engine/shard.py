@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from .simulate import RunParams, RunResult, SimConfig, batch, pad_runs, simulate_batch
+from .simulate import LANES, RunParams, RunResult, SimConfig, batch, pad_runs, simulate_batch
 
 AXIS = "runs"
 
@@ -62,8 +62,8 @@ class Runner(eqx.Module):
     devices: ``runner(cfg, params) -> RunResult``. Build it with :func:`make_runner`.
 
     With one device this calls the plain jitted :func:`simulate_batch`. With more, a
-    chunk whose size is not a multiple of the device count is padded (by repeating
-    its first run) and the padding is dropped from the results.
+    chunk is padded (by repeating its first run) so that every device gets a multiple
+    of ``LANES`` runs, and the padding is dropped from the results.
     """
 
     devices: tuple = eqx.field(static=True)
@@ -78,7 +78,8 @@ class Runner(eqx.Module):
         fn = _sharded_fn(local_mesh(self.devices))
         ndev = self.device_count
         n = int(jax.tree_util.tree_leaves(params)[0].shape[0])
-        m = -(-n // ndev) * ndev
+        # Each device's share a multiple of LANES runs, as on one device (``simulate``).
+        m = -(-n // (ndev * LANES)) * ndev * LANES
         res = fn(cfg, pad_runs(params, m) if m != n else params)
         if m != n:
             res = jax.tree_util.tree_map(lambda a: np.asarray(a)[:n], res)

@@ -157,8 +157,13 @@ class _Carry(NamedTuple):
 RUN_AXIS = "runs"
 
 
-def simulate_one(cfg: SimConfig, p: RunParams, axis_name: str | None = None) -> RunResult:
-    """Simulate one run (vmap this over runs; see :func:`simulate_batch`).
+def simulate_one(cfg: SimConfig, p: RunParams) -> RunResult:
+    """Simulate one run (a batch of runs: :func:`simulate_batch`)."""
+    return _finish(cfg, _trajectory(cfg, p))
+
+
+def _trajectory(cfg: SimConfig, p: RunParams, axis_name: str | None = None) -> RunResult:
+    """One run's trajectory, its losses not yet evaluated (``_finish``).
 
     Under ``vmap(..., axis_name=axis_name)`` the powers βⁿ (bias correction) and
     (n + n0)^(−r) (step size) — XLA's correctly rounded pow, the dearest
@@ -317,33 +322,63 @@ def _simulate_one(cfg: SimConfig, p: RunParams) -> RunResult:
     c, _ = jax.lax.scan(block_fn, carry0, blocks)
     c = c._replace(snaps=c.snaps[: len(rec)])
 
-    loss = problem.loss(c.theta)
-    # A loss that overflowed although θ stayed finite also counts as divergence (a
-    # problem without a loss is judged on θ alone).
-    late = ~c.diverged & ~jnp.isfinite(loss) & problem.has_loss
-    diverged = c.diverged | late
-    diverged_step = jnp.where(late, cfg.steps, c.diverged_step)
-    grad_norm = jnp.linalg.norm(problem.grad(c.theta))
-    snap_loss = jax.vmap(problem.loss)(c.snaps) if len(rec) else jnp.zeros((0,), dtype)
+    # The losses are filled in by ``_finish`` (outside the run vmap in a batch).
+    zero = jnp.zeros((), dtype)
     return RunResult(
         theta=c.theta,
-        loss=loss,
-        grad_norm=grad_norm,
+        loss=zero,
+        grad_norm=zero,
         t=c.t,
-        diverged=diverged,
-        diverged_step=diverged_step,
+        diverged=c.diverged,
+        diverged_step=c.diverged_step,
         snapshots=c.snaps,
-        snapshot_loss=snap_loss,
+        snapshot_loss=jnp.zeros((len(rec),), dtype),
         observer=c.obs,
     )
+
+
+def _finish(cfg: SimConfig, r: RunResult) -> RunResult:
+    """A run's final loss and gradient norm and its snapshot losses, from its θ."""
+    problem = cfg.problem
+    loss = problem.loss(r.theta)
+    # A loss that overflowed although θ stayed finite also counts as divergence (a
+    # problem without a loss is judged on θ alone).
+    late = ~r.diverged & ~jnp.isfinite(loss) & problem.has_loss
+    snap_loss = jax.vmap(problem.loss)(r.snapshots) if r.snapshots.shape[0] else r.snapshot_loss
+    return r._replace(
+        loss=loss,
+        grad_norm=jnp.linalg.norm(problem.grad(r.theta)),
+        diverged=r.diverged | late,
+        diverged_step=jnp.where(late, cfg.steps, r.diverged_step),
+        snapshot_loss=snap_loss,
+    )
+
+
+def _finish_batch(cfg: SimConfig, raw: RunResult) -> RunResult:
+    """``_finish`` for every run of a batch, in blocks of LANES runs behind optimisation
+    barriers: the same program for every block whatever the batch size, so the losses
+    (reductions over data and θ) do not depend on the chunk size or the device count
+    (one vmap over the whole batch gave 1-ulp differences between 128 and 256 runs)."""
+    n = raw.theta.shape[0]
+    fin = jax.vmap(lambda r: _finish(cfg, r))
+    if n % LANES:  # a direct call with a ragged batch (the engine always pads)
+        return fin(raw)
+
+    def block(r):
+        return jax.lax.optimization_barrier(fin(jax.lax.optimization_barrier(r)))
+
+    split = jax.tree_util.tree_map(lambda a: a.reshape(n // LANES, LANES, *a.shape[1:]), raw)
+    out = jax.lax.map(block, split)
+    return jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[2:]), out)
 
 
 def _batch(cfg: SimConfig, params: RunParams) -> RunResult:
     """Simulate a batch of runs (leading axis of every ``params`` leaf); as
     ``simulate_batch``, jitted once per config and batch size."""
-    return jax.vmap(
-        lambda c, q: simulate_one(c, q, RUN_AXIS), in_axes=(None, 0), axis_name=RUN_AXIS
-    )(cfg, params)
+    raw = jax.vmap(lambda c, q: _trajectory(c, q, RUN_AXIS), in_axes=(None, 0), axis_name=RUN_AXIS)(
+        cfg, params
+    )
+    return _finish_batch(cfg, raw)
 
 
 # The unjitted batch function: the body that :func:`simulate_batch` jits and that the
@@ -355,7 +390,13 @@ batch: Callable[[SimConfig, RunParams], RunResult] = eqx.debug.assert_max_traces
 simulate_batch: Callable[[SimConfig, RunParams], RunResult] = eqx.filter_jit(batch)
 
 
-LANES = 64
+# Every compiled batch (per device) is a multiple of LANES runs. Below ~128 runs XLA:CPU
+# emits some fused loops differently (measured: the regression network's θ after 300
+# steps differs between 64- and 128-run programs, while every width from 128 to 8192
+# gives the same bits), and a scalar remainder loop may round differently (e.g.
+# without FMA); at multiples of 128 a run's bits do not depend on the chunk size or
+# on the device count (tests/launch/test_invariance.py).
+LANES = 128
 
 
 def _take(tree, idx):
@@ -414,9 +455,8 @@ def simulate(
         params = params._replace(theta0=np.asarray(theta0))
     n = int(jax.tree_util.tree_leaves(params)[0].shape[0])
     chunk = n if chunk is None else max(1, min(int(chunk), n))
-    # Compiled batches are a multiple of LANES runs, so that XLA's vectorised loops
-    # treat every run alike (a scalar remainder loop may round differently, e.g.
-    # without FMA): a run's bits then do not depend on the chunk size.
+    # Compiled batches are a multiple of LANES runs (see LANES): a run's bits then do
+    # not depend on the chunk size.
     width = -(-chunk // LANES) * LANES
     outs = []
     for lo in range(0, n, chunk):

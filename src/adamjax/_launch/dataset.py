@@ -75,6 +75,8 @@ def provenance(plan: Plan) -> dict[str, Any]:
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
         "device_count": jax.device_count(),
+        # One entry per launch that wrote runs into a store (a resume appends its own).
+        "device_counts": [jax.device_count()],
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **plan.provenance,  # a user's problem module: its file and source hash
     }

@@ -9,12 +9,14 @@ the points ``at`` on common random numbers, and the **drift toward the minimiser
 
 (or, without a known minimiser, the Lyapunov quantity ⟨∇L(θ), f(θ)⟩) decides:
 **diverging** if s < −3 SE at some point, **converging** if s > 3 SE at every point,
-**undecided** otherwise. On Zhang et al.'s counterexample every ℓ_i is linear for
-x ≥ −1, so there f is one constant F and the rule is exact for the flow: F < 0 sends
-it to +∞, F > 0 into x < −1 and to x* = −2; near x* every gradient is c_i (x + 2),
-so f = sign(x + 2)·F and the same sign says whether L is a Lyapunov function near
-the minimum (DJK Thm 2.1/2.4). In general it is a heuristic: a local statement at
-the chosen points about the ODE, which Adam follows asymptotically (Thm 1.5).
+**undecided** otherwise, and wherever β1² ≥ β2 (outside the theory, which assumes
+β1 < √β2: there m/√v is unbounded and the field need not describe Adam). On Zhang et
+al.'s counterexample every ℓ_i is linear for x ≥ −1, so there f is one constant F
+and the rule is exact for the flow: F < 0 sends it to +∞, F > 0 into x < −1 and to
+x* = −2; near x* every gradient is c_i (x + 2), so f = sign(x + 2)·F and the same
+sign says whether L is a Lyapunov function near the minimum (DJK Thm 2.1/2.4). In
+general it is a heuristic: a local statement at the chosen points about the ODE,
+which Adam follows asymptotically (Thm 1.5).
 """
 
 from __future__ import annotations
@@ -88,20 +90,14 @@ def phase_diagram(
     if mini is None and not problem.has_loss:
         raise SpecError("phase_diagram: the problem has neither a minimiser nor a loss")
     g1, g2 = (a.reshape(-1) for a in np.meshgrid(b1v, b2v, indexing="ij"))
-    corr = 1.0 / (1.0 - max(b1v.max(), b2v.max()))
-    # Each of the batch means spans ≥ 10 correlation times 1/(1 − β) (at most 2**22).
-    m_min = min(2**22, max(2**16, int(math.ceil(batches * 10 * corr))))
+    m_min = _default_samples(max(b1v.max(), b2v.max()), batches)
     out_f, out_se = [], []
     used = []
     for b in sizes:
         m = samples or m_min
         if target_se is not None and samples is None:
             m = _pilot(problem, b, scheme, eps, batches, seed, dtype, g1, g2, pts, m, target_se)
-        vf = _theory_vf(
-            problem, b1=0.0, b2=0.0, eps=eps, batch_size=b, samples=m, batches=batches,
-            seed=seed, scheme=scheme, fast=False, method="chain", dtype=dtype,
-            check_samples=False,
-        )  # fmt: skip
+        vf = _field(problem, b, scheme, eps, m, batches, seed, dtype)
         f, se = field_grid(vf, g1, g2, pts)
         out_f.append(np.asarray(f, np.float64))
         out_se.append(np.asarray(se, np.float64))
@@ -112,6 +108,9 @@ def phase_diagram(
     pred = np.full(drift.shape[:-1], UNDECIDED, np.int8)
     pred[np.all(drift > 3 * drift_se, -1)] = CONVERGED
     pred[np.any(drift < -3 * drift_se, -1)] = DIVERGING
+    # Outside the theory (β1² ≥ β2) m/√v is unbounded and Adam need not follow the flow
+    # (DJK assume α < √β): no prediction there.
+    pred = np.where((g1**2 >= g2)[:, None], UNDECIDED, pred).astype(np.int8)
     shape = (len(b1v), len(b2v), len(sizes))
     lead = ("optimizer.b1", "optimizer.b2", "sampling.batch_size")
     ds = xr.Dataset(
@@ -133,6 +132,118 @@ def phase_diagram(
     if batch_size is None or np.ndim(batch_size) == 0:
         ds = ds.squeeze("sampling.batch_size", drop=False)
     _describe(ds, mini is not None)
+    return ds
+
+
+def critical_b2(
+    spec_or_problem,
+    *,
+    b1=0.0,
+    batch_size=None,
+    at=None,
+    scheme: str | None = None,
+    lo: float = 0.0,
+    hi: float = 0.999,
+    grid: int = 48,
+    iters: int = 30,
+    samples: int | None = None,
+    batches: int = 32,
+    eps: float | None = None,
+    seed: int = 0,
+    point: int = 0,
+    dtype=None,
+):
+    """The critical β2 above which the vector field predicts convergence, per β1 and batch size.
+
+    Along β2, at fixed β1 and batch size b, let s(β2) be the smallest drift over the
+    points ``at`` (module docstring: s > 0 means the flow θ' = −f moves toward θ*).
+    s is evaluated on ``grid`` values of β2 spaced evenly in log(1 − β2) from ``lo`` to
+    ``hi``; the critical value β2* is the last sign change from s < 0 to s > 0 (above
+    it the field predicts convergence up to ``hi``), refined by ``iters`` bisection
+    steps on the same common-random-number estimator: for fixed samples f̂ is a smooth
+    deterministic function of β2, so bisection finds the root of the estimate. Its
+    standard error is by the delta method, SE(β2*) = SE(s)/|∂s/∂β2| at β2*, the slope by
+    a central difference on the same samples.
+
+    On Zhang et al.'s counterexample f is one constant F(β1, β2, b) for x ≥ −1 and
+    sign(x + 2)·F near x* = −2, so β2* is exactly where the flow switches from running
+    to +∞ to converging, and where L becomes a Lyapunov function of the flow near the
+    minimum (DJK Thm 2.1/2.4; the talk's "smaller batches need larger β2").
+
+    Args:
+        spec_or_problem, at, scheme, samples, batches, eps, seed, point, dtype: as for
+            :func:`phase_diagram` (the default ``samples`` is sized for β = ``hi``).
+        b1: a value or a list of β1.
+        batch_size: an int or a list of batch sizes.
+        lo, hi: the range of β2 searched, 0 ≤ lo < hi < 1.
+        grid, iters: the number of grid values and of bisection steps.
+
+    Returns:
+        An ``xarray.Dataset`` over ``optimizer.b1`` and ``sampling.batch_size`` with
+        ``critical_b2`` (``lo`` where the drift is positive on the whole range, NaN
+        where it is negative at ``hi``) and ``critical_b2_se``.
+    """
+    import xarray as xr
+
+    problem, defaults = _problem_of(spec_or_problem, point)
+    scheme = scheme or defaults.get("scheme", "iid")
+    eps = defaults.get("eps", 1e-8) if eps is None else eps
+    sizes = batch_size if batch_size is not None else defaults.get("batch_size", 1)
+    sizes = [int(b) for b in np.atleast_1d(sizes)]
+    b1v = np.asarray(b1, np.float64).reshape(-1)
+    if not 0.0 <= lo < hi < 1.0 or np.any((b1v < 0) | (b1v >= 1)):
+        raise SpecError("critical_b2: need 0 ≤ lo < hi < 1 and every b1 in [0, 1)")
+    if grid < 2 or iters < 0:
+        raise SpecError("critical_b2: grid must be ≥ 2 and iters ≥ 0")
+    pts = _points(problem, at, defaults.get("theta0"))
+    if problem.minimizer is None and not problem.has_loss:
+        raise SpecError("critical_b2: the problem has neither a minimiser nor a loss")
+    b2g = 1.0 - np.geomspace(1.0 - lo, 1.0 - hi, grid)
+    m = samples or _default_samples(max(b1v.max(), hi), batches)
+    crit = np.full((len(b1v), len(sizes)), np.nan)
+    crit_se = np.full_like(crit, np.nan)
+    for j, b in enumerate(sizes):
+        vf = _field(problem, b, scheme, eps, m, batches, seed, dtype)
+
+        def drift(g1, g2, vf=vf):
+            f, se = field_grid(vf, g1, g2, pts)
+            d, dse = _drift(problem, pts, np.asarray(f, np.float64), np.asarray(se, np.float64))
+            k = np.argmin(d, -1)[..., None]  # the point that decides: the smallest drift
+            return np.take_along_axis(d, k, -1)[..., 0], np.take_along_axis(dse, k, -1)[..., 0]
+
+        g1, g2 = (a.reshape(-1) for a in np.meshgrid(b1v, b2g, indexing="ij"))
+        s = drift(g1, g2)[0].reshape(len(b1v), grid)
+        neg = s < 0
+        last = np.where(neg.any(-1), grid - 1 - np.argmax(neg[:, ::-1], -1), -1)
+        crit[last < 0, j] = lo
+        crit_se[last < 0, j] = 0.0
+        rows = (last >= 0) & (last < grid - 1)
+        a = b2g[np.clip(last, 0, grid - 1)]  # s(a) < 0 < s(c)
+        c = b2g[np.clip(last + 1, 0, grid - 1)]
+        for _ in range(iters):
+            mid = 0.5 * (a + c)
+            below = drift(b1v, mid)[0] < 0
+            a, c = np.where(below, mid, a), np.where(below, c, mid)
+        root = 0.5 * (a + c)
+        h = 1e-3 * (1.0 - root)
+        s3, se3 = drift(np.tile(b1v, 3), np.concatenate([root, root - h, root + h]))
+        s0, sm, sp = s3.reshape(3, -1)
+        slope = (sp - sm) / (2 * h)
+        crit[rows, j] = root[rows]
+        crit_se[rows, j] = (se3[: len(b1v)] / np.maximum(np.abs(slope), 1e-300))[rows]
+    lead = ("optimizer.b1", "sampling.batch_size")
+    ds = xr.Dataset(
+        {"critical_b2": (lead, crit), "critical_b2_se": (lead, crit_se)},
+        coords={"optimizer.b1": b1v, "sampling.batch_size": sizes,
+                "theta": (("point", "dim"), pts)},
+        attrs={"scheme": scheme, "eps": eps, "samples": m, "batches": batches, "seed": seed,
+               "lo": lo, "hi": hi},
+    )  # fmt: skip
+    if np.ndim(b1) == 0:
+        ds = ds.squeeze("optimizer.b1", drop=False)
+    if batch_size is None or np.ndim(batch_size) == 0:
+        ds = ds.squeeze("sampling.batch_size", drop=False)
+    _describe(ds, problem.minimizer is not None)
     return ds
 
 
@@ -184,13 +295,24 @@ def _drift(problem: Problem, pts, f, se):
     return drift, drift_se
 
 
-def _pilot(problem, b, scheme, eps, batches, seed, dtype, g1, g2, pts, m0, target_se):
-    corners = [0, len(g1) - 1]
-    vf = _theory_vf(
-        problem, b1=0.0, b2=0.0, eps=eps, batch_size=b, samples=m0, batches=batches,
+def _default_samples(beta_max: float, batches: int) -> int:
+    """Each of the batch means spans ≥ 10 correlation times 1/(1 − β) (2**16 … 2**22)."""
+    corr = 1.0 / (1.0 - beta_max)
+    return min(2**22, max(2**16, int(math.ceil(batches * 10 * corr))))
+
+
+def _field(problem, b, scheme, eps, m, batches, seed, dtype):
+    """The CRN chain estimator for batch size ``b`` (its (β1, β2) are set per grid point)."""
+    return _theory_vf(
+        problem, b1=0.0, b2=0.0, eps=eps, batch_size=b, samples=m, batches=batches,
         seed=seed, scheme=scheme, fast=False, method="chain", dtype=dtype,
         check_samples=False,
     )  # fmt: skip
+
+
+def _pilot(problem, b, scheme, eps, batches, seed, dtype, g1, g2, pts, m0, target_se):
+    corners = [0, len(g1) - 1]
+    vf = _field(problem, b, scheme, eps, m0, batches, seed, dtype)
     _, se = field_grid(vf, g1[corners], g2[corners], pts)
     worst = float(np.max(se))
     need = m0 * (worst / target_se) ** 2 * 1.1 if worst > 0 else m0
@@ -205,15 +327,22 @@ def _describe(ds, has_min: bool) -> None:
         "drift": (f"drift {what}", "> 0: the flow θ' = −f moves toward the minimiser"),
         "drift_se": ("standard error of the drift", "from the SE of f per coordinate"),
         "predicted": ("predicted outcome", "converging if drift > 3 SE at every point, "
-                      "diverging if drift < −3 SE at some point, else undecided"),
+                      "diverging if drift < −3 SE at some point, undecided otherwise and "
+                      "where β1² ≥ β2 (outside the theory)"),
         "theta": ("points θ where the drift is judged", "the argument at"),
         "optimizer.b1": ("optimizer.b1", "β1 = α"),
         "optimizer.b2": ("optimizer.b2", "β2 = β"),
         "sampling.batch_size": ("sampling.batch_size", "mini-batch size b"),
+        "critical_b2": ("critical β2", "above it the drift is > 0 (predicted converging) "
+                        "up to the searched hi; lo: everywhere, NaN: nowhere"),
+        "critical_b2_se": ("standard error of the critical β2", "delta method: SE of the "
+                           "drift over its slope in β2, on the same samples"),
     }  # fmt: skip
     for k, (long_name, desc) in attrs.items():
         if k in ds.variables:
             ds[k].attrs.update(long_name=long_name, units="1", description=desc)
+    if "predicted" not in ds:
+        return
     ds["predicted"].attrs.update(
         flag_values=np.array([CONVERGED, DIVERGING, UNDECIDED], np.int8),
         flag_meanings=FLAG_MEANINGS,

@@ -9,7 +9,7 @@ A plan holds, per group, the :class:`~adamjax.SimConfig` (what shapes the
 program, including the observer of a recorder), the per-run parameter arrays
 and the flat indices of its runs. Runs are numbered in C order over (sweep
 axes…, seed): the flat index of grid point g and seed s is ``g * seeds + s``.
-Seed s uses the key ``fold_in(PRNGKey(spec.seed), s)`` at every grid point
+Seed s uses the key ``fold_in(seed_key(spec.seed), s)`` at every grid point
 (common random numbers). Recorders (``recorders``) are created and prepared
 here, so that running a plan needs nothing but the plan.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,11 @@ from .._engine.errors import SpecError
 from .._engine.optimizers import OptHParams
 from .._engine.params import fmt
 from .._engine.problems.base import AbstractFiniteSumProblem, Problem
+from .._engine.problems.registry import problem_dim
 from .._engine.sampling import run_keys
 from .._engine.schedules import SchedHParams
 from .._engine.simulate import RunParams, SimConfig, default_block, log_spaced_steps
-from .problems import Problems
+from .problems import Problems, is_user_kind
 from .recorders import Recorder, default_recorders
 from .spec import LoadedSpec, axes_of, check_theta0, grid_points, load_spec
 
@@ -171,13 +173,33 @@ def auto_chunk(
 
     ``extra_bytes_per_run`` is what the recorders hold per run (their observer state).
     """
-    d = int(problem.dim)
-    per_run = 8 * (
-        block * batch_size * problem.sample_numel + (8 + n_record) * d + 4 * batch_size * d
-    )
-    per_run += extra_bytes_per_run
+    per_run = run_bytes(problem, batch_size, block, n_record, extra_bytes_per_run)
     cap = CPU_CHUNK_CAP if jax.default_backend() == "cpu" else 2**20
     return int(max(1, min(cap, budget // max(per_run, 1))))
+
+
+def run_bytes(problem: Problem, batch_size: int, block: int, n_record: int, extra: int = 0) -> int:
+    """Bytes of device memory one run holds in a chunk: its noise block, its state and
+    snapshot buffers (8 bytes per number, an upper bound for float32), and ``extra``."""
+    d = int(problem.dim)
+    return (
+        8 * (block * batch_size * problem.sample_numel + (8 + n_record) * d + 4 * batch_size * d)
+        + extra
+    )
+
+
+def _size_text(n: float) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} bytes"
+
+
+def _host_memory() -> float | None:
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def default_budget() -> float:
@@ -218,6 +240,13 @@ def make_plan(
     zip_coords = dict(list(s["zip"].items())[1:]) if s["zip"] else {}
     points = list(grid_points(s))
     seeds = s["run"]["seeds"]
+    # Before building anything: the built-in problems know their dimension from the table.
+    builtin_dims = [
+        problem_dim(p["problem"])
+        for p in points
+        if problem is None and not is_user_kind(p["problem"]["kind"])
+    ]
+    _check_run_count(len(points) * seeds, max(builtin_dims, default=0))
     build = Problems(spec_folder(loaded), problem)
     built = [build(p["problem"], run_dtype(p["run"]["dtype"])) for p in points]
     for p, prob in zip(points, built, strict=True):
@@ -238,6 +267,7 @@ def make_plan(
             "sweep problems of one dimension at a time"
         )
     dim = dims.pop()
+    _check_run_count(len(points) * seeds, dim)
     steps = s["run"]["steps"]
     snap = np.asarray(log_spaced_steps(steps, s["record"]["snapshots"]), np.int64)
     budget = default_budget() if budget is None else budget
@@ -275,6 +305,15 @@ def make_plan(
     recorders = default_recorders(s, groups, steps)
     for g in groups:
         extra = sum(r.bytes_per_run(dim, g.cfg.block) for r in recorders)
+        # Refuse before allocating: a chunk holds at least one run.
+        one = run_bytes(g.cfg.problem, g.cfg.batch_size, g.cfg.block, len(snap), extra)
+        if one > budget:
+            raise SpecError(
+                f"run: one run needs {_size_text(one)} of device memory (noise block of "
+                f"{g.cfg.block} steps × batch {g.cfg.batch_size}, dim {dim}, {len(snap)} "
+                f"snapshots) but a chunk may use {_size_text(budget)}; lower run.block, "
+                "record.snapshots or the problem size, or raise --budget"
+            )
         ch = (
             chunk
             or g.point["run"]["chunk"]
@@ -304,6 +343,22 @@ def make_plan(
             g.cfg = dataclasses.replace(g.cfg, observer=obs)
             g.params = g.params._replace(obs_args=args)
     return plan
+
+
+def _check_run_count(n_runs: int, dim: int = 0) -> None:
+    """Refuse sweeps beyond the run counter (uint32) or whose per-run host arrays (keys,
+    hyperparameters: 64 bytes; start and final θ: 16 bytes per coordinate) cannot fit
+    in half of this machine's memory."""
+    if n_runs >= 2**32:
+        raise SpecError(f"run.seeds × grid points = {n_runs} runs: at most 2**32 − 1")
+    host = _host_memory()
+    need = n_runs * (64 + 16 * dim)
+    if host is not None and need > host / 2:
+        raise SpecError(
+            f"run.seeds × grid points = {n_runs} runs of dim {dim}: planning them needs "
+            f"{_size_text(need)} of host memory (this machine has {_size_text(host)}); "
+            "split the sweep or lower the problem size"
+        )
 
 
 def _group_params(

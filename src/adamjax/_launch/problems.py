@@ -168,6 +168,19 @@ class Problems:
                 p = cast_problem(p, dtype)
                 self.provenance.update(info)
             else:
-                p = make_problem(table, dtype)
+                p = _build_or_refuse(table, dtype)
             self._cache[key] = p
         return self._cache[key]
+
+
+def _build_or_refuse(table: dict, dtype) -> Problem:
+    """A built-in problem; one that does not fit in memory is refused in one line."""
+    try:
+        return make_problem(table, dtype)
+    except MemoryError:
+        pass
+    except RuntimeError as e:  # XLA's allocation failure (RESOURCE_EXHAUSTED)
+        if "RESOURCE_EXHAUSTED" not in str(e) and "Out of memory" not in str(e):
+            raise
+    sizes = ", ".join(f"problem.{k} = {v}" for k, v in table.items() if isinstance(v, int))
+    raise SpecError(f"problem: {sizes or table['kind']}: the problem does not fit in memory")

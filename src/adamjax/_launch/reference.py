@@ -161,15 +161,22 @@ log-spaced snapshot, also as `snapshot_step`); `dim` (the entries of θ);
 `window_start`). Select by step with `ds.sel(snapshot=1000)`.
 
 **Attributes.** `spec` (the TOML text), `spec_hash`, `adamjax_version`,
-`jax_version`, `backend`, `device_count`, `created` (and, for a user's problem
-module, `problem_kind`, `problem_module`, `problem_source_sha256`). Every variable
-and coordinate carries `long_name`, `units` and `description`; units are `1`:
-counts, flags and dimensionless numbers, and θ and the loss in the problem's own
-units, which adamjax does not know.
+`jax_version`, `backend`, `device_count`, `device_counts` (one entry per launch
+that wrote runs: a resume on another device count appends its own; the data do not
+depend on it), `created` (and, for a user's problem module, `problem_kind`,
+`problem_module`, `problem_source_sha256`). Every variable and coordinate carries
+`long_name`, `units` and `description`; units are `1`: counts, flags and
+dimensionless numbers, and θ and the loss in the problem's own units, which adamjax
+does not know.
 
 **Store layout.** `OUT/<name>/` holds `results.zarr`, `layout.json` (how the
-runs are cut into units) and `progress/` (a marker per completed unit). A killed
-run continues with `adamjax run SPEC --out OUT --resume`.
+runs are cut into units) and `progress/` (a marker per completed unit, with the
+size and CRC-32 of each chunk file it wrote). A killed run continues with
+`adamjax run SPEC --out OUT --resume`, which first checks every finished unit
+against its marker and runs a damaged one again; `adamjax check OUT/<name>`
+verifies a store without running anything (exit 1 if a unit is unfinished or
+damaged). adamjax refuses an output folder whose `.lock`, `progress`,
+`layout.json` or `results.zarr` is a symbolic link.
 """
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from .._engine.optimizers import OPTIMIZERS, OptHParams
 from .._engine.params import BOOL, FLOAT, FLOATS, INT, STR, Param, in_range, one_of
 from .._engine.problems.registry import BUILTINS
-from .._engine.sampling import SCHEMES
+from .._engine.sampling import SCHEMES, SEED_MAX
 from .._engine.schedules import SCHEDULES, SchedHParams
 from .._engine.simulate import SimConfig
 from .._theory.apt import FieldOptions, WindowOptions
@@ -40,7 +40,7 @@ _POSITIVE = in_range(0.0, lo_open=True)
 SCHEMA: dict[str, dict[str, Param]] = {
     "": {
         "name": Param(STR, None, None, "required: names the output folder OUT/<name>"),
-        "seed": Param(INT, 0, in_range(0), "base seed of every random stream"),
+        "seed": Param(INT, 0, in_range(0, SEED_MAX), "base seed of every random stream (64-bit)"),
         "description": Param(STR, "", None, "free text"),
     },
     # Only ``kind``: the other keys are the chosen problem's (see ``problem_params``).
@@ -71,8 +71,8 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "batch_size": Param(INT, 1, in_range(1), "mini-batch size b"),
     },
     "run": {
-        "steps": Param(INT, 1000, in_range(1), "Adam steps per run"),
-        "seeds": Param(INT, 1, in_range(1), "runs per grid point"),
+        "steps": Param(INT, 1000, in_range(1, 2**30), "Adam steps per run (int32 counters)"),
+        "seeds": Param(INT, 1, in_range(1, 2**31 - 1), "runs per grid point"),
         "theta0": Param(
             FLOATS, None, None, "start θ0: a number or dim numbers (default: the problem's, else 1)"
         ),
@@ -80,7 +80,7 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "dtype": Param(STR, "float32", one_of(("float32", "float64")), "float32 or float64"),
         "bound": Param(FLOAT, SimConfig.bound, _POSITIVE, "divergence: |θ| beyond this"),
         "chunk": Param(INT, None, in_range(1), "runs per chunk (default: memory budget)"),
-        "block": Param(INT, None, in_range(1), "steps per noise block"),
+        "block": Param(INT, None, in_range(1, 2**20), "steps per noise block"),
         "fast_pow": Param(BOOL, True, None, "powers by exp/log (a few ulp)"),
     },
     "record": {

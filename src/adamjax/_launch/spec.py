@@ -58,7 +58,17 @@ def read_spec(spec) -> tuple[dict, str | None]:
         if not os.path.isfile(path):
             raise SpecError(f"spec = {fmt(path)}: no such file")
         with open(path, "rb") as f:
-            text = f.read().decode("utf-8", errors="replace")
+            data = f.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            # TOML is UTF-8; replacing the bytes would store a spec text that is not
+            # the file the user wrote.
+            line = data[: e.start].count(b"\n") + 1
+            raise SpecError(
+                f"spec = {fmt(path)}: not UTF-8 text (byte 0x{data[e.start]:02x} on line "
+                f"{line}); save the file as UTF-8"
+            ) from None
         # Editors on Windows may save a byte-order mark; TOML does not allow one.
         text = text.removeprefix("\ufeff")
         try:

@@ -34,11 +34,13 @@ on ``--resume``, so a resumed run gives the same dataset as an uninterrupted one
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
 import shutil
 import warnings
+import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -52,19 +54,46 @@ PROGRESS = "progress"
 LOCK = ".lock"
 
 
+def refuse_links(root: Path) -> None:
+    """Refuse (one line) an output folder whose lock, progress folder, layout or store is
+    a symbolic link: adamjax writes, truncates and deletes there, and a link planted by
+    anyone who can write into a shared folder would redirect that to the link's target."""
+    for name in (LOCK, PROGRESS, LAYOUT, STORE):
+        p = root / name
+        if p.is_symlink():
+            raise SpecError(
+                f"out = {json.dumps(str(root))}: {name} is a symbolic link (to "
+                f"{json.dumps(os.readlink(p))}); adamjax does not follow links in its output "
+                "folder: remove it"
+            )
+
+
 @contextlib.contextmanager
 def folder_lock(root: Path):
     """Hold an exclusive advisory lock on ``root`` for a whole launch (process 0 only).
 
     A second launch into the same folder while one is running would wipe or overwrite
     its units; it is refused with a one-line error instead. ``flock`` is released by the
-    kernel when the holder dies, so a killed run never leaves a stale lock behind.
+    kernel when the holder dies, so a killed run never leaves a stale lock behind. The
+    lock file is opened without following a symbolic link (``O_NOFOLLOW``) and must be
+    a regular file; the holder's pid is written in one fixed-width ``pwrite`` (never
+    truncated), so a reader sees the old or the new pid, not an empty file.
     """
     import fcntl
+    import stat
 
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    refuse_links(root)
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
+        fd = os.open(root / LOCK, flags, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # a link planted between the check and the open
+            refuse_links(root)
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SpecError(f"out = {json.dumps(str(root))}: {LOCK} is not a regular file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -73,8 +102,7 @@ def folder_lock(root: Path):
                 f"out = {json.dumps(str(root))}: another adamjax run (pid {holder}) is "
                 "writing this folder; wait for it to finish or choose another --out"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid():<20d}\n".encode(), 0)
         yield
     finally:
         os.close(fd)
@@ -185,15 +213,41 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+TMP_SUFFIX = ".tmp"
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` durably: a temporary file, fsync, rename, fsync of the folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
+    """Write ``text`` to ``path`` durably: a temporary file, fsync, rename, fsync of the folder.
+
+    The temporary file is created exclusively and without following links (a link
+    planted under its name is an error, not a redirection); ``rename`` replaces a
+    link at ``path`` itself rather than writing through it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    with contextlib.suppress(FileNotFoundError):
+        if tmp.is_symlink() or tmp.is_file():  # ours, left by a killed process of this pid
+            tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_path(path.parent)
+
+
+def remove_stray_tmp(root: Path) -> int:
+    """Delete the temporary files a process killed between writing and renaming a
+    marker or the layout left behind (process 0, under the folder lock, before any
+    unit runs); returns how many."""
+    n = 0
+    for d in (root, root / PROGRESS):
+        if not d.is_dir() or d.is_symlink():
+            continue
+        for f in d.iterdir():
+            if f.name.startswith(".") and f.name.endswith(TMP_SUFFIX) and not f.is_dir():
+                f.unlink()
+                n += 1
+    return n
 
 
 def _marker(root: Path, u: int) -> Path:
@@ -243,6 +297,8 @@ def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> 
     is the new spec's); returns the layout to use.
 
     A returned layout with ``spec_hash == ""`` means: start fresh."""
+    refuse_links(root)
+    remove_stray_tmp(root)
     new = layout.spec_hash
     old = existing_hash(root)
     if old is not None and old != new and not force:
@@ -252,6 +308,15 @@ def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> 
             "to overwrite"
         )
     if resume and old == new and (root / LAYOUT).is_file():
+        bad = damaged_units(root, done_units(root))
+        if bad:
+            forget_units(root, bad)
+            warnings.warn(
+                f"{root / STORE}: {len(bad)} finished chunk(s) no longer hold what was "
+                f"written (units {_units_text(bad)}): running them again",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return Layout.from_json((root / LAYOUT).read_text())
     for p in (root / LAYOUT, root / PROGRESS, root / STORE):
         if p.is_dir():
@@ -260,6 +325,43 @@ def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> 
             p.unlink()
     (root / PROGRESS).mkdir(parents=True, exist_ok=True)
     return replace(layout, spec_hash="")
+
+
+def _units_text(units, most: int = 8) -> str:
+    shown = ", ".join(str(u) for u in units[:most])
+    return shown + (f", … ({len(units)} in all)" if len(units) > most else "")
+
+
+def check_store(path) -> dict:
+    """Verify a results folder ``OUT/<name>`` (or its ``results.zarr``) without running
+    anything: every unit marked finished, every finished unit's chunk files as written.
+
+    Returns:
+        ``{"path", "units", "finished", "unfinished": [u…], "damaged": [u…], "ok"}``;
+        ``ok`` is True when every unit is finished and none is damaged. A folder that is
+        not a results folder raises :class:`SpecError`.
+    """
+    root = Path(path)
+    if root.name == STORE:
+        root = root.parent
+    refuse_links(root)
+    if not (root / LAYOUT).is_file() or not (root / STORE).is_dir():
+        raise SpecError(
+            f"results = {json.dumps(str(path))}: not a results folder (OUT/<name> with "
+            f"{LAYOUT} and {STORE})"
+        )
+    layout = Layout.from_json((root / LAYOUT).read_text())
+    done = done_units(root) & set(range(layout.n_units))
+    damaged = damaged_units(root, done)
+    unfinished = sorted(set(range(layout.n_units)) - done)
+    return {
+        "path": str(root),
+        "units": layout.n_units,
+        "finished": len(done) - len(damaged),
+        "unfinished": unfinished,
+        "damaged": damaged,
+        "ok": not unfinished and not damaged,
+    }
 
 
 def _fill(dtype) -> np.ndarray:
@@ -291,10 +393,11 @@ def write_skeleton(store: Path, ds, layout: Layout) -> None:
         ds.to_zarr(str(store), mode="w", encoding=enc, consolidated=True)
 
 
-def write_unit(store: Path, layout: Layout, u: int, data: dict, dims_of: dict, names) -> None:
+def write_unit(store: Path, layout: Layout, u: int, data: dict, dims_of: dict, names) -> dict:
     """Write unit ``u``'s results ``data`` (flat over its runs; trailing dims ``dims_of``)
     into its region of every stored variable in ``names``, durably (fsync of its chunk
-    files) before returning."""
+    files) before returning; returns ``{chunk file: [size, CRC-32] or None}`` for the
+    unit's marker."""
     import xarray as xr
 
     lo, hi, region, cidx = layout.unit(u)
@@ -307,13 +410,55 @@ def write_unit(store: Path, layout: Layout, u: int, data: dict, dims_of: dict, n
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         xr.Dataset(data_vars).to_zarr(str(store), region=region, mode="r+", consolidated=False)
-    # Durable before the marker: fsync the unit's chunk file of every variable.
+    # Durable before the marker: fsync the unit's chunk file of every variable; the
+    # marker records each file's size and CRC-32 (None: no file, the chunk is all fill).
+    files = {}
     for k, v in data_vars.items():
         ntrail = len(v[0]) - len(layout.dims)
         f = store / k / "c" / Path(*[str(i) for i in (*cidx, *(0,) * ntrail)])
         if f.exists():
             _fsync_path(f)
             _fsync_path(f.parent)
+        files[f.relative_to(store).as_posix()] = _digest(f)
+    return files
+
+
+def _digest(path: Path) -> list[int] | None:
+    """``[size, CRC-32]`` of a file, None if there is none."""
+    crc, size = 0, 0
+    try:
+        with open(path, "rb") as f:
+            while piece := f.read(1 << 20):
+                crc, size = zlib.crc32(piece, crc), size + len(piece)
+    except FileNotFoundError:
+        return None
+    return [size, crc]
+
+
+def damaged_units(root: Path, units) -> list[int]:
+    """The units among ``units`` whose marker is unreadable or whose chunk files no
+    longer have the size and CRC-32 recorded when they were written (truncated,
+    deleted, overwritten)."""
+    store = root / STORE
+    bad = []
+    for u in sorted(units):
+        try:
+            files = json.loads(_marker(root, u).read_text())["files"]
+            ok = isinstance(files, dict) and all(
+                _digest(store / rel) == (None if d is None else list(d)) for rel, d in files.items()
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            bad.append(u)
+    return bad
+
+
+def forget_units(root: Path, units) -> None:
+    """Remove the markers of ``units`` (they will be run again)."""
+    for u in units:
+        with contextlib.suppress(FileNotFoundError):
+            _marker(root, u).unlink()
 
 
 def store_vars(store: Path) -> list[str]:

@@ -197,9 +197,10 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
                 elif fresh:
                     dist.receive(key + "/skeleton")
                 names = set(store_.store_vars(store))
-            store_.write_unit(store, layout, u, data, plan.variables, names)
+            files = store_.write_unit(store, layout, u, data, plan.variables, names)
             lo, hi, _, _ = layout.unit(u)
-            info = {"runs": [lo, hi], "process": pidx, "seconds": round(time.monotonic() - t0, 3)}
+            secs = round(time.monotonic() - t0, 3)
+            info = {"runs": [lo, hi], "process": pidx, "seconds": secs, "files": files}
             store_.mark_done(root, u, info)
     finally:
         bar.close()
@@ -210,9 +211,22 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
     if missing:
         raise RuntimeError(f"{missing} of {layout.n_units} units are not marked complete")
     if pidx == 0:
+        if not fresh and mine:
+            _record_launch(store)
         _summarize(store, plan)
     dist.barrier(key + "/post")
     return xr.open_zarr(str(store))
+
+
+def _record_launch(store: Path) -> None:
+    """A resume that ran units appends its device count to ``device_counts`` (a fresh
+    launch's count is in the skeleton): a dataset written by launches on different
+    device counts says so."""
+    import jax
+    import xarray as xr
+
+    counts = list(xr.open_zarr(str(store)).attrs.get("device_counts", []))
+    store_.write_summary(store, None, {"device_counts": [*counts, jax.device_count()]})
 
 
 def _summarize(store: Path, plan: Plan) -> None:

@@ -67,6 +67,7 @@ from .._engine.optimizers import OptHParams
 from .._engine.problems.base import AbstractFiniteSumProblem, Problem, cast_problem
 from .._engine.problems.quadratic import Quadratic
 from .._engine.pytree import as_flat
+from .._engine.sampling import seed_key
 from .ema import BLOCK, circular_ema, scan_kind
 from .field import AbstractField
 from .tabulated import TabulatedField, tabulate
@@ -407,7 +408,7 @@ def vector_field(
     def build(m: int) -> VectorField:
         xs = None
         if method == "chain":
-            key = jax.random.fold_in(jax.random.PRNGKey(seed), _VF_TAG)
+            key = jax.random.fold_in(seed_key(seed), _VF_TAG)
             if scheme == "iid":
                 xs = problem.sample(key, (m, batch_size))
             else:  # the index stream of the scheme: steps 1 … m as one block
