@@ -219,9 +219,10 @@ TMP_SUFFIX = ".tmp"
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` durably: a temporary file, fsync, rename, fsync of the folder.
 
-    The temporary file is created exclusively and without following links (a link
-    planted under its name is an error, not a redirection); ``rename`` replaces a
-    link at ``path`` itself rather than writing through it."""
+    The temporary file is created exclusively and without following links (anything
+    already under its name, a link included, is removed first, never written
+    through); ``rename`` replaces a link at ``path`` itself rather than writing
+    through it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
     with contextlib.suppress(FileNotFoundError):
         if tmp.is_symlink() or tmp.is_file():  # ours, left by a killed process of this pid
