@@ -76,11 +76,7 @@ def phase_diagram(
     """
     import xarray as xr
 
-    problem, defaults = _problem_of(spec_or_problem, point)
-    scheme = scheme or defaults.get("scheme", "iid")
-    eps = defaults.get("eps", 1e-8) if eps is None else eps
-    sizes = batch_size if batch_size is not None else defaults.get("batch_size", 1)
-    sizes = [int(b) for b in np.atleast_1d(sizes)]
+    problem, defaults, scheme, eps, sizes = _setup(spec_or_problem, point, scheme, eps, batch_size)
     b1v = np.asarray(b1, np.float64).reshape(-1)
     b2v = np.asarray(b2, np.float64).reshape(-1)
     if np.any((b1v < 0) | (b1v >= 1)) or np.any((b2v < 0) | (b2v >= 1)):
@@ -185,11 +181,7 @@ def critical_b2(
     """
     import xarray as xr
 
-    problem, defaults = _problem_of(spec_or_problem, point)
-    scheme = scheme or defaults.get("scheme", "iid")
-    eps = defaults.get("eps", 1e-8) if eps is None else eps
-    sizes = batch_size if batch_size is not None else defaults.get("batch_size", 1)
-    sizes = [int(b) for b in np.atleast_1d(sizes)]
+    problem, defaults, scheme, eps, sizes = _setup(spec_or_problem, point, scheme, eps, batch_size)
     b1v = np.asarray(b1, np.float64).reshape(-1)
     if not 0.0 <= lo < hi < 1.0 or np.any((b1v < 0) | (b1v >= 1)):
         raise SpecError("critical_b2: need 0 ≤ lo < hi < 1 and every b1 in [0, 1)")
@@ -245,6 +237,16 @@ def critical_b2(
         ds = ds.squeeze("sampling.batch_size", drop=False)
     _describe(ds, problem.minimizer is not None)
     return ds
+
+
+def _setup(spec_or_problem, point: int, scheme, eps, batch_size):
+    """The problem and its spec defaults; the scheme, ε and the list of batch sizes,
+    each the argument where given, else the spec's, else the estimator's default."""
+    problem, defaults = _problem_of(spec_or_problem, point)
+    scheme = scheme or defaults.get("scheme", "iid")
+    eps = defaults.get("eps", 1e-8) if eps is None else eps
+    sizes = batch_size if batch_size is not None else defaults.get("batch_size", 1)
+    return problem, defaults, scheme, eps, [int(b) for b in np.atleast_1d(sizes)]
 
 
 def _problem_of(spec_or_problem, point: int) -> tuple[Problem, dict]:
