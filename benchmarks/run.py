@@ -62,7 +62,7 @@ from adamjax import (
 )
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = ("quad1d", "quad100", "regression", "zhang", "scaling", "memory", "theory")
+WORKLOADS = ("quad1d", "quad100", "regression", "zhang", "e2e", "scaling", "memory", "theory")
 
 
 # ----------------------------------------------------------------------------- memory
@@ -140,6 +140,7 @@ class Work:
     def cfg(self, record: int | None = None, **kw) -> SimConfig:
         rec = self.record if record is None else record
         kw.setdefault("problem", self.problem)
+        kw.setdefault("fast_pow", True)  # the spec's default (run.fast_pow)
         return SimConfig(
             steps=self.steps,
             block=default_block(self.problem, 1),
@@ -231,18 +232,66 @@ def work_zhang(grid: int, seeds: int, steps: int) -> Work:
 # ----------------------------------------------------------------------------- baselines
 
 
+def pure_problem(work: Work) -> tuple[Callable, Callable]:
+    """``(sample(key, shape) -> x, grad(theta, x) -> g)`` of the workload's problem in
+    plain ``jax.numpy``: the baselines' gradient code, so no adamjax code runs in their
+    loops (the problem's data and constants are read once, outside)."""
+    prob = work.problem
+    kind = type(prob).__name__
+    if kind == "Quadratic":
+        h, s, d = jnp.asarray(prob.curvature), jnp.asarray(prob.noise_scale), prob.dim
+
+        def sample(key, shape):
+            return s * (jax.random.exponential(key, (*shape, d), h.dtype) - 1)
+
+        def grad(theta, x):
+            return jnp.mean(h * (theta - x), axis=0)
+
+        return sample, grad
+    if kind == "Zhang":
+        n, a = prob.n_data, jnp.asarray(prob.a)
+
+        def grad(theta, idx):
+            # ∂f_i at x: f_0 = (1+(n−1)a)·x, f_i = −a·x for x ≥ −1, quadratic pieces below.
+            x, n1a = theta[0], 1 + (n - 1) * a
+            g0 = jnp.where(x >= -1, n1a, n1a * (x + 2))
+            gi = jnp.where(x >= -1, -a, -a * (x + 2))
+            return jnp.mean(jnp.where(idx == 0, g0, gi), keepdims=True)
+
+    elif kind == "Regression":
+        X, Y = (jnp.asarray(v) for v in prob.data)
+        n, w, p = X.shape[0], prob.width, prob.input_dim
+
+        def loss(theta, i):
+            k = w * p
+            w1, b1 = theta[:k].reshape(w, p), theta[k : k + w]
+            w2, b2 = theta[k + w : k + 2 * w], theta[k + 2 * w]
+            return 0.5 * (jnp.tanh(w1 @ X[i] + b1) @ w2 + b2 - Y[i]) ** 2
+
+        def grad(theta, idx):
+            return jnp.mean(jax.vmap(jax.grad(loss), (None, 0))(theta, idx), axis=0)
+
+    else:
+        raise ValueError(f"no plain-JAX baseline for {kind}")
+    n = prob.n_data
+
+    def sample(key, shape):
+        return jax.random.randint(key, shape, 0, n, dtype=jnp.int32)
+
+    return sample, grad
+
+
 def _optax_run(work: Work, steps: int) -> Callable:
     """``run(key, theta0, b1, b2, eps, c, r) -> theta_T`` for ONE run with optax.adam,
     one ``fold_in`` key per step (the straightforward way to write it)."""
-    prob = work.problem
+    sample, grad = pure_problem(work)
 
     def run(key, theta0, b1, b2, eps, c, r):
         opt = optax.adam(learning_rate=lambda k: c * (k + 1.0) ** (-r), b1=b1, b2=b2, eps=eps)
 
         def body(carry, n):
             th, st = carry
-            x = prob.sample(jax.random.fold_in(key, n), (1,))
-            g = prob.innovation(th, x)
+            g = grad(th, sample(jax.random.fold_in(key, n), (1,)))
             u, st = opt.update(g, st, th)
             return (optax.apply_updates(th, u), st), None
 
@@ -252,13 +301,42 @@ def _optax_run(work: Work, steps: int) -> Callable:
     return run
 
 
+def _block_run(work: Work, steps: int, block: int = 256) -> Callable:
+    """As :func:`_optax_run`, but the noise of ``block`` steps is drawn at once (one key
+    per block): under ``vmap`` one draw per block for all runs, the expert's answer to
+    a per-step ``fold_in``; an inner ``scan`` over the block's steps."""
+    sample, grad = pure_problem(work)
+    nb, tail = divmod(steps, block)
+
+    def run(key, theta0, b1, b2, eps, c, r):
+        opt = optax.adam(learning_rate=lambda k: c * (k + 1.0) ** (-r), b1=b1, b2=b2, eps=eps)
+
+        def step(carry, x):
+            th, st = carry
+            u, st = opt.update(grad(th, x[None]), st, th)
+            return (optax.apply_updates(th, u), st), None
+
+        def blk(carry, b):
+            xs = sample(jax.random.fold_in(key, b), (block,))
+            return jax.lax.scan(step, carry, xs)[0], None
+
+        carry = (theta0, opt.init(theta0))
+        carry = jax.lax.scan(blk, carry, jnp.arange(nb))[0]
+        if tail:
+            xs = sample(jax.random.fold_in(key, nb), (tail,))
+            carry = jax.lax.scan(step, carry, xs)[0]
+        return carry[0]
+
+    return run
+
+
 def _hp_args(work: Work, idx=slice(None)):
     p = work.params
     return (p.opt.b1[idx], p.opt.b2[idx], p.opt.eps[idx], p.sched.c[idx], p.sched.r[idx])
 
 
-def bench_expert(work: Work, repeat: int) -> dict:
-    run = _optax_run(work, work.steps)
+def bench_expert(work: Work, repeat: int, block: bool = False) -> dict:
+    run = (_block_run if block else _optax_run)(work, work.steps)
     p = work.params
     if work.shared:
         # Constants: the strongest baseline (optax then computes βⁿ and γ_n once per step).
@@ -274,7 +352,8 @@ def bench_expert(work: Work, repeat: int) -> dict:
         compile_s = time.perf_counter() - t0
         rerun = lambda: compiled(*args).block_until_ready()  # noqa: E731
         best = _best(rerun, repeat)
-    row = _row(work, "expert jit(vmap(scan(optax)))", work.runs, work.steps, best, compile_s, mem)
+    name = "block-noise expert (256 steps/draw)" if block else "expert jit(vmap(scan(optax)))"
+    row = _row(work, name, work.runs, work.steps, best, compile_s, mem)
     row["_rerun"] = rerun
     return row
 
@@ -397,16 +476,24 @@ def interleave(rows: list[dict], rounds: int) -> None:
             t0 = time.perf_counter()
             r["_rerun"]()
             wall = time.perf_counter() - t0
+            r.setdefault("walls", [r["wall_s"]]).append(round(wall, 4))
             if wall < r["wall_s"]:
                 r["compile_s"] = (
                     round(r["compile_s"] + r["wall_s"] - wall, 3)
-                    if not r["variant"].startswith("expert")
+                    if "expert" not in r["variant"]
                     else r["compile_s"]
                 )
                 r["wall_s"] = round(wall, 4)
                 r["run_steps_per_s"] = r["runs"] * r["steps"] / wall
     for r in rows:
         r.pop("_rerun", None)
+        _spread(r)
+
+
+def _spread(r: dict) -> None:
+    """``spread``: (slowest − fastest) / fastest over the timed calls of a variant."""
+    w = r.get("walls") or [r["wall_s"]]
+    r["spread"] = max(w) / min(w) - 1 if len(w) > 1 else None
 
 
 def _best(fn, repeat: int) -> float:
@@ -552,12 +639,20 @@ def _ratios(rows: list[dict]) -> None:
         for r in rows
         if r.get("variant", "").startswith("per-run")
     }
+    block = {
+        (r["workload"], r["runs"], r["steps"]): r["run_steps_per_s"]
+        for r in rows
+        if r.get("variant", "").startswith("block-noise")
+    }
     for r in rows:
         if "run_steps_per_s" not in r:
             continue
         e = by.get((r["workload"], r["runs"], r["steps"]), exp.get(r["workload"]))
         if e:
             r["vs_expert"] = r["run_steps_per_s"] / e
+        b = block.get((r["workload"], r["runs"], r["steps"]))
+        if b:
+            r["vs_block"] = r["run_steps_per_s"] / b
         if r["workload"] in per:
             r["vs_per_run"] = r["run_steps_per_s"] / per[r["workload"]]
 
@@ -569,12 +664,16 @@ def suite_standard(
     work: Work, a, per_run_runs: int, torch_runs: int, torch_steps: int, extra: list | None = None
 ) -> list[dict]:
     # One warm call each, then `repeat` rounds alternating adamjax and the expert baseline.
+    load0 = _load()
     rows = [bench_adamjax(work, 1)]
     for kw in extra or []:
         rows.append(bench_adamjax(work, 1, **kw))
     rows.append(bench_expert(work, 1))
+    rows.append(bench_expert(work, 1, block=True))
     interleave(rows, a.repeat)
+    load = f"{load0:.1f}→{_load():.1f}"
     for r in rows:
+        r["load"] = load
         _print_row(r)
     rows.append(bench_per_run(work, per_run_runs))
     _print_row(rows[-1])
@@ -583,6 +682,11 @@ def suite_standard(
         rows.append(t)
         _print_row(rows[-1])
     return rows
+
+
+def _load() -> float:
+    """The 1-minute load average (how busy the machine was around a measurement)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
 def suite_scaling(a) -> list[dict]:
@@ -674,6 +778,170 @@ def suite_theory(a) -> list[dict]:
     return rows
 
 
+# ----------------------------------------------------------------------------- end to end
+
+
+def e2e_spec(kind: str, quick: bool) -> dict:
+    """The spec of the end-to-end rows: the same work as the ``quad1d`` / ``zhang``
+    workloads (problem, hyperparameters, runs, steps, snapshots)."""
+    if kind == "quad1d":
+        runs, steps = (256, 500) if quick else (8192, 20_000)
+        return {
+            "name": "e2e-quad1d",
+            "problem": {"kind": "quadratic", "dim": 1, "noise": "exponential"},
+            "optimizer": {"b1": 0.9, "b2": 0.99, "eps": 1e-8},
+            "schedule": {"c": 0.05, "r": 0.6},
+            "run": {"steps": steps, "seeds": runs, "theta0": 1.0},
+            "record": {"snapshots": 64},
+        }
+    grid, seeds, steps = (8, 2, 200) if quick else (32, 8, 2000)
+    return {
+        "name": "e2e-zhang",
+        "problem": {"kind": "zhang", "n": 10},
+        "optimizer": {"eps": 1e-8},
+        "schedule": {"c": 0.1, "r": 0.5},
+        "run": {"steps": steps, "seeds": seeds, "theta0": 0.0},
+        "record": {"snapshots": 0},
+        "sweep": {
+            "optimizer.b1": [float(x) for x in np.linspace(0.0, 0.97, grid)],
+            "optimizer.b2": [float(x) for x in 1 - np.geomspace(0.5, 1e-3, grid)],
+        },
+    }
+
+
+def _toml(spec: dict) -> str:
+    """The few TOML forms the end-to-end specs use (no TOML writer needed)."""
+
+    def val(v):
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(repr(float(x)) for x in v) + "]"
+        return repr(v)
+
+    out = [f"name = {val(spec['name'])}"]
+    for table, body in spec.items():
+        if isinstance(body, dict):
+            out.append(f"[{table}]")
+            out += [f"{json.dumps(k) if '.' in k else k} = {val(v)}" for k, v in body.items()]
+    return "\n".join(out) + "\n"
+
+
+def _e2e_child(which: str, kind: str, quick: bool) -> dict:
+    """In a fresh process (persistent compilation cache off): one end-to-end call,
+    compilation included. ``adamjax``: :func:`adamjax.run` of :func:`e2e_spec` (plan,
+    compile, simulate, outcome, dataset); ``expert`` / ``block``: the baseline, traced,
+    compiled and run once."""
+    t0 = time.perf_counter()
+    if which == "adamjax":
+        adamjax.run(e2e_spec(kind, quick), progress=False)
+        return {"work_s": time.perf_counter() - t0}
+    sp = e2e_spec(kind, quick)
+    runs, steps = sp["run"]["seeds"], sp["run"]["steps"]
+    if kind == "quad1d":
+        w = work_quad(1, runs, steps, "e2e")
+    else:
+        w = work_zhang(len(sp["sweep"]["optimizer.b1"]), runs, steps)
+    t0 = time.perf_counter()  # the workload's arrays are set-up, not the baseline's work
+    run = (_block_run if which == "block" else _optax_run)(w, steps)
+    p = w.params
+    if w.shared:
+        hp = tuple(float(a[0]) for a in _hp_args(w))
+        out = jax.jit(jax.vmap(lambda k, t: run(k, t, *hp)))(p.key, p.theta0)
+    else:
+        out = jax.jit(jax.vmap(run))(p.key, p.theta0, *_hp_args(w))
+    out.block_until_ready()
+    return {"work_s": time.perf_counter() - t0}
+
+
+def _child(args: list[str], env: dict | None = None) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
+    return time.perf_counter() - t0, out.stdout
+
+
+def suite_e2e(a) -> list[dict]:
+    """End to end, compilation included, each in a fresh process: adamjax.run against the
+    two experts, and the CLI (``adamjax run``) twice on one fresh persistent compilation
+    cache — what a user waits for at interactive sizes."""
+    import tempfile
+
+    rows = []
+    me = str(Path(__file__).resolve())
+    for kind in ("quad1d", "zhang"):
+        load0 = _load()
+        res = {}
+        for which in ("adamjax", "expert", "block"):
+            wall, out = _child(
+                [me, "--_e2e", f"{which},{kind},{int(a.quick)}"],
+                {"ADAMJAX_COMPILATION_CACHE": "off"},
+            )
+            res[which] = (json.loads(out.strip().splitlines()[-1])["work_s"], wall)
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = Path(tmp) / "spec.toml"
+            spec.write_text(_toml(e2e_spec(kind, a.quick)))
+            cli = [
+                "-m",
+                "adamjax",
+                "run",
+                str(spec),
+                "--out",
+                str(Path(tmp) / "out"),
+                "--force",
+                "--no-progress",
+            ]
+            env = {"ADAMJAX_COMPILATION_CACHE": str(Path(tmp) / "cache")}
+            first, _ = _child(cli, env)
+            second, _ = _child(cli, env)
+        load = f"{load0:.1f}→{_load():.1f}"
+        sp = e2e_spec(kind, a.quick)
+        n_runs = sp["run"]["seeds"] * (
+            1 if kind == "quad1d" else len(sp["sweep"]["optimizer.b1"]) ** 2
+        )
+        size = f"{n_runs} runs × {sp['run']['steps']} steps"
+        ex = res["expert"][0]
+        names = {
+            "adamjax": "adamjax.run (plan, compile, run, dataset)",
+            "expert": "expert jit(vmap(scan(optax))) incl. compile",
+            "block": "block-noise expert incl. compile",
+        }
+        for which, (work_s, wall) in res.items():
+            rows.append(
+                {
+                    "workload": f"e2e {kind}",
+                    "name": names[which],
+                    "value": work_s,
+                    "unit": "s",
+                    "vs_expert": ex / work_s,
+                    "vs_block": res["block"][0] / work_s,
+                    "process_wall_s": wall,
+                    "note": f"{size}; fresh process, cache off; process wall {wall:.1f} s",
+                    "load": load,
+                }
+            )
+        for label, wall in (("1st", first), ("2nd", second)):
+            rows.append(
+                {
+                    "workload": f"e2e {kind}",
+                    "name": f"CLI adamjax run, {label} invocation (one fresh cache)",
+                    "value": wall,
+                    "unit": "s",
+                    "first_over_this": first / wall,
+                    "note": f"{size}; process wall incl. Python start, import, store",
+                    "load": load,
+                }
+            )
+        for r in rows[-5:]:
+            _print_row(r)
+    return rows
+
+
 def run_suite(a) -> list[dict]:
     q = a.quick
     only = set(a.only.split(",")) if a.only else set(WORKLOADS)
@@ -713,6 +981,8 @@ def run_suite(a) -> list[dict]:
     if "zhang" in only:
         w = work_zhang(8 if q else 32, 2 if q else 8, 200 if q else 2000)
         rows += suite_standard(w, a, per_run_runs=2 if q else 8, torch_runs=0, torch_steps=0)
+    if "e2e" in only:
+        rows += suite_e2e(a)
     if "scaling" in only:
         rows += suite_scaling(a)
     if "memory" in only:
@@ -748,9 +1018,12 @@ COLS = (
     "dim",
     "run-steps/s",
     "×expert",
+    "×block",
     "×per-run",
     "compile s",
     "mem MiB",
+    "spread",
+    "load",
 )
 
 
@@ -770,9 +1043,12 @@ def _line(r: dict) -> str:
         str(r.get("dim", "")),
         rate,
         f"{r['vs_expert']:.2f}" if r.get("vs_expert") else "-",
+        f"{r['vs_block']:.2f}" if r.get("vs_block") else "-",
         f"{r['vs_per_run']:.0f}" if r.get("vs_per_run") else "-",
         f"{r['compile_s']:.2f}" if isinstance(r.get("compile_s"), (int, float)) else "-",
         f"{mem:.0f}" if isinstance(mem, (int, float)) else "-",
+        f"{100 * r['spread']:.0f} %" if r.get("spread") is not None else "-",
+        str(r.get("load", "-")),
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -829,7 +1105,12 @@ def main(argv=None) -> int:
     ap.add_argument("--cap", type=float, default=60.0, help="seconds cap per scaling point")
     ap.add_argument("--no-torch", action="store_true", help="skip the torch rows")
     ap.add_argument("--_memchild", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_e2e", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a._e2e:
+        which, kind, quick = a._e2e.split(",")
+        print(json.dumps(_e2e_child(which, kind, bool(int(quick)))))
+        return 0
     if a._memchild:
         runs, steps = (int(x) for x in a._memchild.split(","))
         print(json.dumps(_mem_child(runs, steps)))

@@ -66,6 +66,8 @@ from ._engine.simulate import log_spaced_steps as log_spaced_steps
 from ._engine.simulate import simulate as simulate
 from ._engine.simulate import simulate_batch as simulate_batch
 from ._launch import plot as plot
+from ._launch.cache import compilation_cache_dir as compilation_cache_dir
+from ._launch.cache import enable_compilation_cache as enable_compilation_cache
 from ._launch.dataset import to_dataset as to_dataset
 from ._launch.distributed import initialize_distributed as initialize_distributed
 from ._launch.execute import execute as execute
@@ -88,14 +90,14 @@ from ._launch.summary import summary as summary
 from ._launch.summary import summary_table as summary_table
 from ._theory.apt import APTObserver as APTObserver
 from ._theory.apt import APTResult as APTResult
-from ._theory.apt import DecayFit as DecayFit
 from ._theory.apt import FieldOptions as FieldOptions
 from ._theory.apt import WindowOptions as WindowOptions
 from ._theory.apt import apt_error as apt_error
 from ._theory.apt import apt_errors_from as apt_errors_from
 from ._theory.apt import apt_prepare as apt_prepare
-from ._theory.apt import fit_decay as fit_decay
 from ._theory.apt import window_starts as window_starts
+from ._theory.decay import DecayFit as DecayFit
+from ._theory.decay import fit_decay as fit_decay
 from ._theory.field import AbstractField as AbstractField
 from ._theory.flow import FlowResult as FlowResult
 from ._theory.flow import flow as flow
@@ -106,6 +108,10 @@ from ._theory.zeros import Zero as Zero
 from ._theory.zeros import bracket_zero as bracket_zero
 from ._theory.zeros import lyapunov as lyapunov
 from ._theory.zeros import vf_zero as vf_zero
+
+# JAX's persistent compilation cache, on by default (ADAMJAX_COMPILATION_CACHE=off
+# turns it off; docs/BENCHMARKS.md measures what it buys).
+enable_compilation_cache()
 
 try:
     __version__ = _version("adamjax")

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import adamjax
 from adamjax import run_keys
 from adamjax._engine.rng import fused_key
 
@@ -157,3 +158,47 @@ def test_engine_and_bench_need_neither_zarr_nor_tomli_w():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_plain_jax_baselines_compute_the_problems_gradients():
+    """The experts' gradient code (no adamjax in their loops) is the problems' own
+    stochastic gradient: the baselines do the same work as adamjax."""
+    bench = _load_bench()
+    for w in (bench.work_regression(4, 10), bench.work_zhang(2, 2, 10)):
+        sample, grad = bench.pure_problem(w)
+        idx = sample(jax.random.PRNGKey(0), (3,))
+        th = jnp.asarray(w.params.theta0[0]) + 0.3
+        np.testing.assert_allclose(
+            grad(th, idx), w.problem.innovation(th, idx), rtol=1e-5, atol=1e-6
+        )
+    for th0 in (-0.5, -1.5):  # both branches of Zhang's pieces
+        th = jnp.asarray([th0], jnp.float32)
+        np.testing.assert_allclose(grad(th, idx), w.problem.innovation(th, idx), rtol=1e-5)
+
+
+def test_block_noise_expert_follows_the_plain_expert_without_noise():
+    """Noise drawn per block or per step: without noise both are the same Adam run."""
+    bench = _load_bench()
+    w = bench.work_quad(1, 4, 600, "q")
+    w.problem = adamjax.make_problem(
+        {"kind": "quadratic", "dim": 1, "noise": "exponential", "noise_scale": 0.0},
+        jnp.float32,
+    )
+    p = w.params
+    args = (p.key, p.theta0, *bench._hp_args(w))
+    a = jax.vmap(bench._optax_run(w, w.steps))(*args)
+    b = jax.vmap(bench._block_run(w, w.steps))(*args)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_end_to_end_specs_and_children(tmp_path):
+    """The end-to-end rows' specs are valid TOML for the CLI and describe the workloads'
+    work; a child call returns its time."""
+    import tomllib
+
+    bench = _load_bench()
+    for kind in ("quad1d", "zhang"):
+        spec = bench.e2e_spec(kind, quick=True)
+        assert tomllib.loads(bench._toml(spec)) == spec
+        adamjax.load_spec(spec)
+    assert bench._e2e_child("block", "zhang", True)["work_s"] > 0

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 import adamjax
+import adamjax._theory.apt as apt_mod
 from adamjax import SpecError, fit_decay, window_starts
 from adamjax._theory.apt import _times
+from adamjax._theory.flow import grid_slopes
 from helpers import base_spec
 
 
@@ -172,6 +174,59 @@ def test_flow_spec_errors():
         adamjax.load_spec(swept)
     with pytest.raises(SpecError, match="flow.horizon"):
         adamjax.run(base_spec(**{"run.steps": 50, "flow.horizon": 100.0}))
+
+
+def test_flow_samples_refused_before_any_simulation(monkeypatch):
+    """A ``flow.samples`` too short for its batch means is a one-line spec error naming the
+    key and the minimum, raised while planning — before pass 1 simulates anything."""
+
+    def no_simulation(*a, **k):
+        raise AssertionError("simulated before validating [flow]")
+
+    monkeypatch.setattr(apt_mod, "simulate", no_simulation)
+    spec = base_spec(**{"run.steps": 5000, "flow.samples": 2048, "flow.batches": 32})
+    with pytest.raises(SpecError, match=r"flow.samples = 2048: .* flow.samples ≥ 32000"):
+        adamjax.make_plan(spec)
+    with pytest.raises(SpecError, match="optimizer.kind = 'sgd'"):
+        adamjax.make_plan(base_spec(**{"optimizer.kind": "sgd", "flow.windows": 4}))
+
+
+def test_grid_slopes_exact_for_quartics():
+    h = 0.1
+    tau = h * np.arange(9)
+    y = np.stack([tau**4 - 2 * tau**3 + tau, 3 * tau**2], -1)[None]  # (1, K, 2)
+    exact = np.stack([4 * tau**3 - 6 * tau**2 + 1, 6 * tau], -1)
+    np.testing.assert_allclose(grid_slopes(y, h)[0], exact, atol=1e-10)
+
+
+def _zhang_flow_spec(**over):
+    spec = base_spec(**{"run.steps": 2000, "run.seeds": 8, "record.snapshots": 0, **over})
+    spec["problem"] = {"kind": "zhang", "n": 10}
+    spec["flow"] = {"windows": 6, **spec.get("flow", {})}
+    return spec
+
+
+def test_flow_on_a_finite_sum_problem_with_progress(capsys):
+    """[flow] on Zhang et al.'s example (a finite sum, 1-D: the field is tabulated from
+    its finite-sum fast path): every flow succeeds, no NaN, and each stage of the
+    preparation reports progress."""
+    ds = adamjax.run(_zhang_flow_spec(), progress="log")
+    err = capsys.readouterr().err
+    for stage in ("flow pass 1", "flow field", "flow flows", "run-steps"):
+        assert stage in err, err
+    assert ds.attrs["flow_failed"] == 0
+    assert ds["flow_ok"].values.all() and np.isfinite(ds["apt_error"].values).all()
+    assert np.nanmax(ds["vf_se"].values) < 1e-3
+
+
+def test_failed_flows_counted_and_reported_once():
+    spec = _zhang_flow_spec(**{"flow.max_steps": 1})
+    with pytest.warns(RuntimeWarning, match=r"flows failed") as rec:
+        ds = adamjax.run(spec)
+    assert len([w for w in rec if "flows failed" in str(w.message)]) == 1
+    failed = ds.attrs["flow_failed"]
+    assert failed == int((~ds["flow_ok"].values).sum()) > 0
+    assert np.isnan(ds["apt_error"].values[~ds["flow_ok"].values]).all()
 
 
 @pytest.mark.slow

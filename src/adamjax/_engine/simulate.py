@@ -27,6 +27,7 @@ running statistics (the APT error uses it).
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -96,6 +97,8 @@ class SimConfig(eqx.Module):
     bound: float = eqx.field(static=True, default=1e12)
     unroll: int = eqx.field(static=True, default=1)
     fast_pow: bool = eqx.field(static=True, default=False)
+    # Powers once per step for the batch (``_trajectory``); None: decided by ``simulate``.
+    shared_powers: bool | None = eqx.field(static=True, default=None)
     # Draw noise through ``rng.FUSED_THREEFRY``: the same bits as jax.random, faster on CPU.
     fused_rng: bool = eqx.field(static=True, default=True)
     observer: Observer | None = None
@@ -165,33 +168,35 @@ def simulate_one(cfg: SimConfig, p: RunParams) -> RunResult:
 def _trajectory(cfg: SimConfig, p: RunParams, axis_name: str | None = None) -> RunResult:
     """One run's trajectory, its losses not yet evaluated (``_finish``).
 
-    Under ``vmap(..., axis_name=axis_name)`` the powers βⁿ (bias correction) and
-    (n + n0)^(−r) (step size) — XLA's correctly rounded pow, the dearest
-    operations of a step — are evaluated once per step for the whole batch
-    instead of once per run when every run of the batch shares β1, β2, r and n0
-    (an unbatched ``lax.cond`` chooses). Both branches compute the same
-    correctly rounded values, so results never depend on the batch composition.
+    With ``cfg.shared_powers`` (every run of the batch has the same β1, β2, r and n0,
+    decided on the host for the whole call or by the planner for a whole group), the
+    powers βⁿ (bias correction) and (n + n0)^(−r) (step size) — the dearest operations
+    of a step — are evaluated once per step for the whole batch (unbatched values under
+    ``vmap(..., axis_name=axis_name)``) instead of once per run. The choice is static
+    and the same for every chunk and device of a sweep, so results never depend on
+    the chunking; it compiles one program (an in-graph ``lax.cond`` between the two
+    would compile the simulation twice).
     """
-    if axis_name is None or cfg.fast_pow:
+    if axis_name is None or not cfg.shared_powers:
         return _simulate_one(cfg, p)
 
     def shared(x):
         return jax.lax.pmax(x, axis_name)
 
-    def same(x):
-        return jax.lax.pmax(x, axis_name) == jax.lax.pmin(x, axis_name)
-
-    uniform = same(p.opt.b1) & same(p.opt.b2) & same(p.sched.r) & same(p.sched.n0)
-    p_shared = p._replace(
-        opt=p.opt._replace(b1=shared(p.opt.b1), b2=shared(p.opt.b2)),
-        sched=p.sched._replace(r=shared(p.sched.r), n0=shared(p.sched.n0)),
+    return _simulate_one(
+        cfg,
+        p._replace(
+            opt=p.opt._replace(b1=shared(p.opt.b1), b2=shared(p.opt.b2)),
+            sched=p.sched._replace(r=shared(p.sched.r), n0=shared(p.sched.n0)),
+        ),
     )
-    return jax.lax.cond(
-        uniform,
-        lambda a, b: _simulate_one(cfg, a),
-        lambda a, b: _simulate_one(cfg, b),
-        p_shared,
-        p,
+
+
+def shares_powers(params: RunParams) -> bool:
+    """Whether every run of ``params`` has the same β1, β2, r and n0 (host arrays)."""
+    return all(
+        np.unique(np.asarray(a)).size <= 1
+        for a in (params.opt.b1, params.opt.b2, params.sched.r, params.sched.n0)
     )
 
 
@@ -455,6 +460,11 @@ def simulate(
         params = params._replace(theta0=np.asarray(theta0))
     n = int(jax.tree_util.tree_leaves(params)[0].shape[0])
     chunk = n if chunk is None else max(1, min(int(chunk), n))
+    if cfg.shared_powers is not False:
+        # Decided once for all the runs of the call (or by the planner for a whole
+        # group: never switched on here), so every chunk compiles alike; switched off
+        # when the runs do not in fact share the powers.
+        cfg = dataclasses.replace(cfg, shared_powers=shares_powers(params))
     # Compiled batches are a multiple of LANES runs (see LANES): a run's bits then do
     # not depend on the chunk size.
     width = -(-chunk // LANES) * LANES

@@ -16,5 +16,6 @@ order of a spec's path through them:
 * ``sweep``       — units → processes → store (resume, multi-process);
 * ``distributed`` — ``jax.distributed`` start-up and coordination;
 * ``run``         — :func:`adamjax.run` and the spec form of :func:`adamjax.vector_field`;
+* ``cache``       — JAX's persistent compilation cache (on by default);
 * ``summary``, ``plot`` — reading any sweep; ``reference`` — docs/spec.md, docs/results.md.
 """

@@ -35,7 +35,7 @@ from .._engine.problems.base import AbstractFiniteSumProblem, Problem
 from .._engine.problems.registry import problem_dim
 from .._engine.sampling import run_keys
 from .._engine.schedules import SchedHParams
-from .._engine.simulate import RunParams, SimConfig, default_block, log_spaced_steps
+from .._engine.simulate import RunParams, SimConfig, default_block, log_spaced_steps, shares_powers
 from .problems import Problems, is_user_kind
 from .recorders import Recorder, default_recorders
 from .spec import LoadedSpec, axes_of, check_theta0, grid_points, load_spec
@@ -220,6 +220,7 @@ def make_plan(
     chunk: int | None = None,
     budget: float | None = None,
     problem: Problem | None = None,
+    progress: bool | str | None = False,
 ) -> Plan:
     """Validate ``spec`` and build its :class:`Plan`, recorders prepared (with ``[flow]``
     this runs the APT pass 1 and integrates the flows); no simulation of the runs yet.
@@ -230,6 +231,9 @@ def make_plan(
         budget: bytes per device for one chunk (default: :func:`default_budget`).
         problem: a problem object that replaces the spec's ``[problem]`` (its class and
             data enter the spec hash, so a store of another problem is not resumed).
+        progress: the display of the recorders' preparation (the ``[flow]`` pass 1,
+            fields and flows): False (default, nothing), None (a bar on a terminal, log
+            lines otherwise), True, or ``"bar"``/``"log"``/``"off"``.
     """
     if isinstance(spec, LoadedSpec):
         loaded = spec
@@ -300,6 +304,8 @@ def make_plan(
         params, index = _group_params(
             [points[g] for g in gids], gids, seeds, s["seed"], problem, dtype
         )
+        # Static per group: every unit (chunk) of the group compiles the same program.
+        cfg = dataclasses.replace(cfg, shared_powers=shares_powers(params))
         groups.append(Group(cfg=cfg, params=params, index=index, point=point, dtype=dtype, chunk=0))
 
     recorders = default_recorders(s, groups, steps)
@@ -335,7 +341,7 @@ def make_plan(
         recorders=recorders,
     )
     for rec in recorders:
-        for g, (obs, args) in zip(plan.groups, rec.prepare(plan), strict=True):
+        for g, (obs, args) in zip(plan.groups, rec.prepare(plan, progress), strict=True):
             if obs is None:
                 continue
             if g.cfg.observer is not None:

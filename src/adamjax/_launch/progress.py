@@ -9,15 +9,23 @@ import time
 
 
 class Progress:
-    """Progress in run-steps: a tqdm bar (run-steps/s, ETA) on a terminal, plain log lines
-    every ``ADAMJAX_LOG_INTERVAL`` seconds (default 10) otherwise.
+    """Progress in run-steps (or another ``unit``): a tqdm bar (rate, ETA) on a terminal,
+    plain log lines every ``ADAMJAX_LOG_INTERVAL`` seconds (default 10) otherwise.
 
     ``mode``: None (bar on a terminal, else log lines), True (bar), False (nothing),
     or one of ``"bar"``, ``"log"``, ``"off"``.
     """
 
-    def __init__(self, total: int, initial: int, desc: str, mode: bool | None, interval=None):
-        self.total, self.done, self.desc = int(total), int(initial), desc
+    def __init__(
+        self,
+        total: int,
+        initial: int,
+        desc: str,
+        mode: bool | str | None,
+        interval=None,
+        unit: str = "run-step",
+    ):
+        self.total, self.done, self.desc, self.unit = int(total), int(initial), desc, unit
         self.start_done = self.logged = self.done
         self.t0 = self.last = time.monotonic()
         self.interval = float(os.environ.get("ADAMJAX_LOG_INTERVAL", interval or 10.0))
@@ -35,7 +43,7 @@ class Progress:
             self.bar = tqdm(
                 total=self.total,
                 initial=self.done,
-                unit="run-step",
+                unit=unit,
                 unit_scale=True,
                 desc=desc,
                 smoothing=0.1,
@@ -62,8 +70,8 @@ class Progress:
         pct = 100.0 * self.done / self.total if self.total else 100.0
         eta = _hms(left) if math.isfinite(left) else "?"
         print(
-            f"adamjax: {self.desc}: {self.done:.4g}/{self.total:.4g} run-steps ({pct:.0f}%), "
-            f"{rate:.3g} run-steps/s, elapsed {_hms(el)}, ETA {eta}",
+            f"adamjax: {self.desc}: {self.done:.4g}/{self.total:.4g} {self.unit}s ({pct:.0f}%), "
+            f"{rate:.3g} {self.unit}s/s, elapsed {_hms(el)}, ETA {eta}",
             file=sys.stderr,
             flush=True,
         )

@@ -16,13 +16,17 @@ error of every run (``_theory.apt``).
 from __future__ import annotations
 
 import abc
+import warnings
 from typing import Any
 
 import numpy as np
 
 from .._engine.errors import SpecError
 from .._engine.simulate import Observer, RunResult
-from .._theory.apt import FieldOptions, apt_errors_from, apt_prepare, fit_decay, window_starts
+from .._theory.apt import FieldOptions, apt_errors_from, apt_prepare, window_starts
+from .._theory.decay import fit_decay
+from .._theory.vector_field import FIELD_OPTIMIZERS, min_samples
+from .progress import Progress
 
 
 class Recorder(abc.ABC):
@@ -40,9 +44,10 @@ class Recorder(abc.ABC):
         """Memory one run of a chunk needs for this recorder (sizes the chunks)."""
 
     @abc.abstractmethod
-    def prepare(self, plan) -> list[tuple[Observer | None, Any]]:
+    def prepare(self, plan, progress=None) -> list[tuple[Observer | None, Any]]:
         """Per group of ``plan``: the engine observer and its per-run inputs (leading run
-        axis over the group's runs), or ``(None, None)``."""
+        axis over the group's runs), or ``(None, None)``. ``progress``: the display mode
+        of :class:`~adamjax._launch.progress.Progress` for work done here."""
 
     @abc.abstractmethod
     def finalize(self, group, result: RunResult) -> dict[str, np.ndarray]:
@@ -89,6 +94,7 @@ class APTRecorder(Recorder):
         """``flow`` the validated ``[flow]`` table, ``seed`` the spec's seed, ``groups``
         the plan's groups (their schedules fix the window starts)."""
         self.flow = flow
+        _check_field(flow, groups)
         self.options = FieldOptions(
             **{k: flow[k] for k in FieldOptions._fields if k != "seed"}, seed=seed
         )
@@ -117,13 +123,23 @@ class APTRecorder(Recorder):
         windows, grid = self.flow["windows"], self.flow["grid"]
         return 8 * (2 * windows * grid * dim + windows * (dim + 6) + block * (dim + 2))
 
-    def prepare(self, plan):
+    def prepare(self, plan, progress=None):
         out = []
-        for g in plan.groups:
-            obs, args, _ = apt_prepare(
-                g.cfg, g.params, self.starts, self.flow["horizon"], self.options, chunk=g.chunk
-            )
-            out.append((obs, args))
+        show = _StageProgress(plan.spec["name"], progress)
+        try:
+            for g in plan.groups:
+                obs, args, _ = apt_prepare(
+                    g.cfg,
+                    g.params,
+                    self.starts,
+                    self.flow["horizon"],
+                    self.options,
+                    chunk=g.chunk,
+                    progress=show,
+                )
+                out.append((obs, args))
+        finally:
+            show.close()
         return out
 
     def finalize(self, group, result):
@@ -132,6 +148,23 @@ class APTRecorder(Recorder):
 
     def summarize(self, ds):
         n = ds["window_start"].values
+        # A flow that failed from a start the run reached is unexplained (a NaN the user
+        # must know about); a run that blew up before the window start explains its own.
+        ok = ds["flow_ok"].values
+        blown = ds["diverged"].values[..., None] & (
+            (ds["diverged_step"].values[..., None] >= 0)
+            & (ds["diverged_step"].values[..., None] <= n)
+        )
+        failed = int(np.sum(~ok & ~blown))
+        ds.attrs["flow_failed"] = failed
+        if failed:
+            warnings.warn(
+                f"flow: {failed} of {ok.size} flows failed (diffrax: step budget or "
+                "non-finite values); their apt_error is NaN. Raise flow.max_steps or "
+                "loosen flow.rtol/flow.atol (dataset attribute flow_failed)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         med = ds["apt_error"].median("seed", skipna=True)
         lead = med.dims[:-1]
         flat = med.values.reshape(-1, len(n))
@@ -146,6 +179,57 @@ class APTRecorder(Recorder):
             ds.attrs["apt_decay_exponent"] = float(p)
             ds.attrs["apt_decay_exponent_se"] = float(se)
         return ds
+
+
+def _check_field(flow: dict, groups) -> None:
+    """The ``[flow]`` options that only the vector field can judge, checked before any
+    simulation: the optimiser has a field, and ``flow.samples`` gives every batch mean
+    at least ten correlation times of the chain at the largest β of the runs."""
+    for g in groups:
+        kind = g.cfg.optimizer
+        if kind not in FIELD_OPTIMIZERS:
+            raise SpecError(
+                f"optimizer.kind = {kind!r}: [flow] needs the vector field, defined for "
+                + ", ".join(FIELD_OPTIMIZERS)
+            )
+        if flow["samples"] is None:
+            continue
+        o = g.params.opt
+        b1 = 0.0 if kind != "adam" else float(np.max(o.b1))
+        b2 = 0.0 if kind == "signsgd" else float(np.max(o.b2))
+        floor = min_samples(b1, b2, flow["batches"])
+        if flow["samples"] < floor:
+            raise SpecError(
+                f"flow.samples = {flow['samples']}: too few for flow.batches = "
+                f"{flow['batches']} batch means at β = {max(b1, b2):g} (each needs "
+                f"≥ 10/(1 − β) steps); use flow.samples ≥ {floor} or fewer flow.batches"
+            )
+
+
+class _StageProgress:
+    """The APT preparation's progress (pass 1, field, flows) as one display per stage."""
+
+    UNITS = {"pass 1": "run-step", "field": "field", "flows": "flow"}
+
+    def __init__(self, name: str, mode):
+        self.name, self.mode = name, mode
+        self.stage, self.bar, self.done = None, None, 0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage, self.done = stage, 0
+            self.bar = Progress(
+                total, 0, f"{self.name}: flow {stage}", self.mode, unit=self.UNITS[stage]
+            )
+        if done > self.done:
+            self.bar.update(done - self.done)
+            self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = self.stage = None
 
 
 def default_recorders(spec: dict, groups, steps: int) -> list[Recorder]:

@@ -57,13 +57,19 @@ def run(
             replaces the spec's ``[problem]``.
     """
     loaded = load_spec(spec, scale=scale, overrides=overrides, problem_object=problem is not None)
-    plan = make_plan(loaded, chunk=chunk, budget=budget, problem=problem)
+    mode = ("bar" if _isatty() else "off") if progress is None else progress
+    plan = make_plan(
+        loaded,
+        chunk=chunk,
+        budget=budget,
+        problem=problem,
+        progress=progress if out is not None else mode,
+    )
     if out is not None:
         explicit = chunk is not None or plan.spec["run"]["chunk"] is not None
         return run_to_store(
             plan, out, progress=progress, resume=resume, force=force, explicit_chunk=explicit
         )
-    mode = ("bar" if _isatty() else "off") if progress is None else progress
     bar = Progress(plan.n_runs * plan.steps, 0, plan.spec["name"], mode)
     try:
         flat = execute(plan, progress=bar.update)

@@ -30,8 +30,11 @@ from .outcome import UNDECIDED
 from .plan import Plan
 from .progress import Progress
 
-# Automatic unit size: at least this many runs (per device), else about 1/64 of the sweep.
+# Automatic unit size: about 1/64 of the sweep, but at least this many runs (per device)
+# and run-steps (2**28 ≈ 1–3 s of a 1-D unit on a CPU): a sweep of a few seconds runs
+# as one call, with one store write, instead of paying per-unit costs many times.
 MIN_UNIT_RUNS = 2048
+MIN_UNIT_RUN_STEPS = 2**28
 TARGET_UNITS = 64
 
 
@@ -41,14 +44,17 @@ def unit_target(plan: Plan, ndev: int, explicit_chunk: bool) -> int:
     An explicit chunk (``--chunk`` / ``run.chunk``) is the unit size, over all
     local devices together. Otherwise: the memory-budget chunk (``group.chunk``,
     per device) × devices, but no more than needed for about ``TARGET_UNITS``
-    units (and ≥ ``MIN_UNIT_RUNS`` per device), so that progress and resume have
-    a useful granularity.
+    units (and ≥ ``MIN_UNIT_RUNS`` per device and ``MIN_UNIT_RUN_STEPS`` run-steps), so
+    that progress and resume have a useful granularity; balanced to equal units.
     """
     chunk = min(g.chunk for g in plan.groups)
     if explicit_chunk:
         return chunk
     budget = chunk * ndev
-    return max(1, min(budget, max(MIN_UNIT_RUNS * ndev, -(-plan.n_runs // TARGET_UNITS))))
+    least = max(MIN_UNIT_RUNS * ndev, -(-MIN_UNIT_RUN_STEPS // max(plan.steps, 1)))
+    target = max(1, min(budget, max(least, -(-plan.n_runs // TARGET_UNITS))))
+    # Balanced: units of equal size (every unit is padded to the largest one).
+    return -(-plan.n_runs // -(-plan.n_runs // target))
 
 
 def _pad_sizes(plan: Plan, layout: store_.Layout, ndev: int) -> list[int]:

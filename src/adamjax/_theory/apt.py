@@ -45,9 +45,9 @@ from .._engine.pytree import flatten, is_flat
 from .._engine.schedules import SchedHParams, step_size
 from .._engine.simulate import Observer, RunParams, RunResult, SimConfig, simulate
 from .field import AbstractField
-from .flow import flow
+from .flow import flows_batched, grid_slopes
 from .hermite import hermite
-from .vector_field import default_dtype, vector_field
+from .vector_field import FIELD_OPTIMIZERS, default_dtype, vector_field
 
 _SCHED = SchedHParams()  # the default schedule (the spec's)
 
@@ -336,14 +336,14 @@ class FieldOptions(NamedTuple):
     grid: int = 64
 
 
-def _field_for(cfg: SimConfig, hp, starts: np.ndarray, horizon: float, opts: FieldOptions):
+def _field_for(cfg: SimConfig, hp, starts: np.ndarray, opts: FieldOptions):
     """The field used to integrate the flow from ``starts`` (…, d) with hyperparameters hp."""
     b1, b2, eps, eps_root = (float(x) for x in hp)
     kind = cfg.optimizer
-    if kind not in ("adam", "rmsprop", "signsgd"):
+    if kind not in FIELD_OPTIMIZERS:
         raise SpecError(
-            f"optimizer.kind = {kind!r}: the APT error needs the vector field of adam, "
-            "rmsprop or signsgd"
+            f"optimizer.kind = {kind!r}: the APT error needs the vector field of "
+            + ", ".join(FIELD_OPTIMIZERS)
         )
     dt = default_dtype()
     finite = starts[np.all(np.isfinite(starts), -1)]
@@ -398,9 +398,16 @@ def apt_prepare(
     horizon: float,
     opts: FieldOptions | None = None,
     chunk: int | None = None,
+    progress=None,
 ):
-    """Pass 1 and the flows: returns ``(observer, obs_args, samples_used)`` for pass 2."""
+    """Pass 1 and the flows: returns ``(observer, obs_args, samples_used)`` for pass 2.
+
+    ``progress(stage, done, total)``, if given, is called as the work advances: stage
+    ``"pass 1"`` in run-steps, ``"field"`` in vector fields built (one per distinct
+    (β1, β2, ε, ε_root) of the runs), ``"flows"`` in flows integrated.
+    """
     opts = FieldOptions() if opts is None else opts
+    report = progress or (lambda stage, done, total: None)
     params = _flat_theta0(params)
     starts = np.asarray(starts, np.int64)
     J = len(starts)
@@ -408,16 +415,20 @@ def apt_prepare(
         cfg, steps=int(starts[-1]), record_steps=tuple(int(s) for s in starts), observer=None
     )
     p1 = params._replace(obs_args=None)
-    res1 = simulate(cfg1, p1, chunk=chunk)
+    R0 = int(np.asarray(params.theta0).shape[0])
+    total1, done1 = R0 * int(starts[-1]), [0]
+    report("pass 1", 0, total1)
+
+    def tick(n):
+        done1[0] += int(n)
+        report("pass 1", done1[0], total1)
+
+    res1 = simulate(cfg1, p1, chunk=chunk, progress=tick)
     th = np.asarray(res1.snapshots)  # (R, J, d)
     R, _, d = th.shape
     dt = default_dtype()
     K = int(opts.grid)
     ts = np.linspace(0.0, horizon, K)
-    ys = np.full((R, J, K, d), np.nan)
-    dys = np.zeros((R, J, K, d))
-    vf_se = np.full((R, J, d), np.nan)
-    ok = np.zeros((R, J), bool)
     o = params.opt
     hp = np.stack(
         [np.broadcast_to(np.asarray(a, np.float64), (R,)) for a in (o.b1, o.b2, o.eps, o.eps_root)],
@@ -425,29 +436,40 @@ def apt_prepare(
     )
     uniq, inv = np.unique(hp, axis=0, return_inverse=True)
     inv = inv.reshape(-1)
-    used = []
-    for u in range(len(uniq)):
-        rows = np.nonzero(inv == u)[0]
-        st = th[rows].astype(np.float64)
-        field, vf = _field_for(cfg, uniq[u], st.reshape(-1, d), horizon, opts)
-        used.append(vf.samples)
-        good = np.all(np.isfinite(st), -1)
-        st_c = np.where(good[..., None], st, 0.0)
-        sol = flow(
-            field,
-            jnp.asarray(st_c, dt),
-            jnp.asarray(ts, dt),
-            solver=opts.solver,
-            rtol=opts.rtol,
-            atol=opts.atol,
-            max_steps=opts.max_steps,
+    rows_of = [np.nonzero(inv == u)[0] for u in range(len(uniq))]
+    good = np.all(np.isfinite(th), -1)  # (R, J): the window start was reached
+    fields = []
+    report("field", 0, len(uniq))
+    for u, rows in enumerate(rows_of):
+        fields.append(_field_for(cfg, uniq[u], th[rows].astype(np.float64).reshape(-1, d), opts))
+        report("field", u + 1, len(uniq))
+    ys = np.zeros((R, J, K, d))
+    dys = np.zeros((R, J, K, d))
+    vf_se = np.full((R, J, d), np.nan)
+    ok = np.zeros((R, J), bool)
+    report("flows", 0, R * J)
+    done = 0
+    for (field, vf), rows in zip(fields, rows_of, strict=True):
+        st = np.where(good[rows][..., None], th[rows], 0.0).reshape(-1, d)
+        y, fine, se = flows_batched(
+            field, vf, st, ts, opts, dt, lambda n, base=done: report("flows", base + n, R * J)
         )
-        y = np.asarray(sol.ys)
-        fy = np.asarray(_values(field, y.reshape(-1, d))).reshape(y.shape)
-        ys[rows] = np.where(good[..., None, None], y, np.nan)
-        dys[rows] = -np.nan_to_num(fy)
-        ok[rows] = np.asarray(sol.ok) & good
-        vf_se[rows] = np.asarray(field(jnp.asarray(st_c, dt))[1])
+        done += len(st)
+        y = y.reshape(len(rows), J, K, d)
+        ys[rows] = y
+        # The slopes dΦ/dτ = −f(Φ) on the grid: the field itself where an evaluation is
+        # cheap (a table, the exact field), else fourth-order differences of the flow's
+        # values (an evaluation of the chain estimator at every grid point would cost
+        # `grid` times the flow's starts).
+        if field is not vf or vf.method == "exact":
+            fy = np.asarray(_values(field, y.reshape(-1, d))).reshape(y.shape)
+            dys[rows] = -np.nan_to_num(fy)
+        else:
+            dys[rows] = grid_slopes(y, horizon / (K - 1))
+        ok[rows] = fine.reshape(len(rows), J) & good[rows]
+        vf_se[rows] = se.reshape(len(rows), J, d)
+    ys = np.where(ok[..., None, None], ys, 0.0)
+    dys = np.where(ok[..., None, None], np.nan_to_num(dys), 0.0)
     npd = np.asarray(params.theta0).dtype
     s = params.sched
     rows = np.stack([np.broadcast_to(np.asarray(a, np.float64), (R,)) for a in s], -1)
@@ -456,14 +478,14 @@ def apt_prepare(
         tuple(int(x) for x in starts), tuple(int(x) for x in ends), cfg.schedule, cfg.fast_pow
     )
     args = APTArgs(
-        ys=np.nan_to_num(ys).astype(npd),
+        ys=ys.astype(npd),
         dys=dys.astype(npd),
         horizon=np.full((R,), horizon, npd),
         sched=SchedHParams(*(np.broadcast_to(np.asarray(a, npd), (R,)) for a in s)),
         vf_se=vf_se,
         flow_ok=ok,
     )
-    return obs, args, used
+    return obs, args, [vf.samples for _, vf in fields]
 
 
 def _flat_theta0(params: RunParams) -> RunParams:
@@ -537,49 +559,3 @@ def apt_error(
     res = simulate(cfg2, params._replace(obs_args=args), chunk=chunk)
     err, se, ok = apt_errors_from(res, starts)
     return APTResult(window_start=starts, error=err, vf_se=se, flow_ok=ok, result=res, samples=used)
-
-
-class DecayFit(NamedTuple):
-    """Least-squares fit log E = log C + p log n: ``exponent`` p, ``log_prefactor`` log C,
-    the window indices ``first``, ``last`` (inclusive) the fit was allowed to use, and the
-    standard error ``se`` of p (NaN with fewer than three usable windows)."""
-
-    exponent: float
-    log_prefactor: float
-    first: int
-    last: int
-    se: float = float("nan")
-
-
-def fit_decay(window_start, errors, *, first: int = 0, last: int | None = None, full=False):
-    """Exponent p of median_runs E_j ≈ C · n_j^p (least squares in log–log; NaN-aware).
-
-    Args:
-        window_start: (J,) window starts n_j.
-        errors: (runs, J) APT errors, or (J,) already reduced (e.g. medians).
-        first, last: the window indices (inclusive) the fit uses; the rate is
-            asymptotic, so fitting the later windows only (``first = J // 2``) is common.
-        full: return a :class:`DecayFit` (exponent, log prefactor, window range, SE)
-            instead of the exponent alone.
-
-    Returns:
-        p (NaN with fewer than two usable windows), or a :class:`DecayFit`. In the
-        noiseless case p ≈ −r (E = O(γ_n)); with noise the fluctuations give p ≈ −r/2
-        (Dereich, Jentzen & Kassing 2025, Thm 1.5 and Cor. 1.9).
-    """
-    e = np.asarray(errors, np.float64)
-    med = e if e.ndim == 1 else np.nanmedian(e, axis=0)
-    n = np.asarray(window_start, np.float64)
-    J = len(n)
-    last = J - 1 if last is None else last
-    idx = np.arange(J)
-    ok = np.isfinite(med) & (med > 0) & (idx >= first) & (idx <= last)
-    p = c = se = float("nan")
-    if ok.sum() >= 2:
-        x, y = np.log(n[ok]), np.log(med[ok])
-        p, c = (float(v) for v in np.polyfit(x, y, 1))
-        if ok.sum() >= 3:
-            resid = y - (c + p * x)
-            sxx = float(np.sum((x - x.mean()) ** 2))
-            se = float(np.sqrt(np.sum(resid**2) / (ok.sum() - 2) / sxx))
-    return DecayFit(p, c, int(first), int(last), se) if full else p

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -25,16 +24,18 @@ import numpy as np
 from .._engine.pytree import is_flat
 from .field import AbstractField
 
-# diffrax solvers by name; all adaptive (PID controller) except ``euler``.
+# diffrax solvers by name (the class names in diffrax); all adaptive (PID controller)
+# except ``euler``. diffrax itself is imported on first use: it is a third of the
+# package's import time, and most runs never integrate a flow.
 SOLVERS = {
-    "tsit5": diffrax.Tsit5,
-    "dopri5": diffrax.Dopri5,
-    "dopri8": diffrax.Dopri8,
-    "bosh3": diffrax.Bosh3,
-    "heun": diffrax.Heun,
-    "midpoint": diffrax.Midpoint,
-    "ralston": diffrax.Ralston,
-    "euler": diffrax.Euler,
+    "tsit5": "Tsit5",
+    "dopri5": "Dopri5",
+    "dopri8": "Dopri8",
+    "bosh3": "Bosh3",
+    "heun": "Heun",
+    "midpoint": "Midpoint",
+    "ralston": "Ralston",
+    "euler": "Euler",
 }
 # The solvers a spec's ``flow.solver`` may name (the APT comparison is adaptive).
 ADAPTIVE_SOLVERS = tuple(k for k in SOLVERS if k != "euler")
@@ -57,6 +58,8 @@ def _value_fn(field):
 
 @eqx.filter_jit
 def _solve(field, y0, ts, solver: str, rtol, atol, dt0, max_steps: int, adaptive: bool):
+    import diffrax
+
     fv = _value_fn(field)
     term = diffrax.ODETerm(lambda t, y, args: -fv(y))
     t1 = ts[-1]
@@ -65,7 +68,7 @@ def _solve(field, y0, ts, solver: str, rtol, atol, dt0, max_steps: int, adaptive
     def one(y):
         sol = diffrax.diffeqsolve(
             term,
-            SOLVERS[solver](),
+            getattr(diffrax, SOLVERS[solver])(),
             t0=jnp.zeros((), ts.dtype),
             t1=t1,
             dt0=dt0,
@@ -142,3 +145,75 @@ def flow(
         ok=np.asarray(ok).reshape(lead),
         num_steps=np.asarray(steps).reshape(lead),
     )
+
+
+# Flows integrated per diffrax call by ``flows_batched`` (the last call padded to the
+# same size: one compilation); progress is reported between calls.
+FLOW_BATCH = 4096
+
+
+def flows_batched(field, vf, starts: np.ndarray, ts, opts, dt, tick):
+    """Flows from ``starts`` (P, d) in calls of :data:`FLOW_BATCH` (padded: one shape), with
+    the solver options of ``opts`` (``solver``, ``rtol``, ``atol``, ``max_steps``);
+    ``tick(done)`` after each call. Returns values (P, K, d) (NaN where the solve
+    failed), success (P,) and the field's SE at the starts (P, d)."""
+    P = len(starts)
+    nb = min(FLOW_BATCH, P)
+    ys, oks, ses = [], [], []
+    for i in range(0, P, nb):
+        part = starts[i : i + nb]
+        pad = nb - len(part)
+        if pad:
+            part = np.concatenate([part, np.repeat(part[:1], pad, 0)])
+        x = jnp.asarray(part, dt)
+        sol = flow(
+            field,
+            x,
+            jnp.asarray(ts, dt),
+            solver=opts.solver,
+            rtol=opts.rtol,
+            atol=opts.atol,
+            max_steps=opts.max_steps,
+        )
+        n = nb - pad
+        ys.append(np.asarray(sol.ys)[:n])
+        oks.append(np.asarray(sol.ok)[:n])
+        ses.append(np.asarray(field(x)[1])[:n])
+        tick(i + n)
+    return np.concatenate(ys), np.concatenate(oks), np.concatenate(ses)
+
+
+def grid_slopes(y: np.ndarray, h: float) -> np.ndarray:
+    """dy/dτ along axis −2 of values on a uniform grid of spacing ``h``: fourth-order
+    differences (central inside, one-sided at the two ends and their neighbours; second
+    order below five points)."""
+    K = y.shape[-2]
+    if K < 5:
+        return np.gradient(y, h, axis=-2, edge_order=2)
+    out = np.empty_like(y)
+    out[..., 2:-2, :] = (
+        y[..., :-4, :] - 8 * y[..., 1:-3, :] + 8 * y[..., 3:-1, :] - y[..., 4:, :]
+    ) / (12 * h)
+    a = y[..., :5, :]
+    out[..., 0, :] = (
+        -25 * a[..., 0, :]
+        + 48 * a[..., 1, :]
+        - 36 * a[..., 2, :]
+        + 16 * a[..., 3, :]
+        - 3 * a[..., 4, :]
+    ) / (12 * h)
+    out[..., 1, :] = (
+        -3 * a[..., 0, :] - 10 * a[..., 1, :] + 18 * a[..., 2, :] - 6 * a[..., 3, :] + a[..., 4, :]
+    ) / (12 * h)
+    b = y[..., -5:, :][..., ::-1, :]
+    out[..., -1, :] = -(
+        -25 * b[..., 0, :]
+        + 48 * b[..., 1, :]
+        - 36 * b[..., 2, :]
+        + 16 * b[..., 3, :]
+        - 3 * b[..., 4, :]
+    ) / (12 * h)
+    out[..., -2, :] = -(
+        -3 * b[..., 0, :] - 10 * b[..., 1, :] + 18 * b[..., 2, :] - 6 * b[..., 3, :] + b[..., 4, :]
+    ) / (12 * h)
+    return out

@@ -13,15 +13,21 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._engine.problems.quadratic import Quadratic
 from .vector_field import VectorField
 
 
 @eqx.filter_jit
 def _grid(vf: VectorField, b1, b2, points):
+    # Of the fast paths only the quadratic's pays here: the finite-sum weights, rebuilt
+    # for every (α, β), cost more than the chain they replace.
+    quadratic = isinstance(vf.problem, Quadratic)
+
     def one(ab):
         a, b = ab
         v = eqx.tree_at(lambda t: (t.b1, t.b2), vf, (a, b))
-        v = v.with_moments()  # the quadratic's θ-free moments depend on (α, β)
+        if quadratic:  # the quadratic's θ-free moments depend on (α, β)
+            v = v.with_moments()
         return jax.vmap(v._one)(points)
 
     # lax.map in batches bounds the memory of the prefix-scan forms on accelerators.

@@ -44,8 +44,12 @@ and ≈ 100× at |θ| = 1.
 
 Cost per θ: O(M · dim · (cost of G + ~150 flops)) for the generic chain (the blocked
 scan is a 64-wide matmul per element), vectorised over θ in chunks of at most 2**22
-sample-coordinates; for the quadratic the θ-free circular moments are precomputed
-once and an evaluation is ~15 flops per sample (``fast=True``). Accuracy: SE ∝ 1/√M;
+sample-coordinates. Fast paths (``fast=True``, module ``moments``): for the quadratic
+and for finite sums the chains are linear in θ-only quantities (θ itself; the N
+per-example gradients) with θ-free weights precomputed once, and r_k is averaged at
+every ``thin``-th k (default: a power of two ≤ 1/(1 − α); 1 for the periodic index
+orders ``reshuffle`` and ``cyclic``, which thinning would alias), so an evaluation costs
+O(M/thin · dim) flops (plus N gradients) without any scan. Accuracy: SE ∝ 1/√M;
 pass ``samples`` or a ``target_se`` (a pilot run at ``at`` sizes M).
 
 For problems whose field is coordinate-separable (the diagonal quadratic: f_i
@@ -56,6 +60,7 @@ circular moving averages in ``ema``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -65,11 +70,11 @@ import jax.numpy as jnp
 
 from .._engine.optimizers import OptHParams
 from .._engine.problems.base import AbstractFiniteSumProblem, Problem, cast_problem
-from .._engine.problems.quadratic import Quadratic
 from .._engine.pytree import as_flat
 from .._engine.sampling import seed_key
 from .ema import BLOCK, circular_ema, scan_kind
 from .field import AbstractField
+from .moments import AbstractMoments, make_moments, thin_default
 from .tabulated import TabulatedField, tabulate
 
 # Stream tag for the common random numbers of the vector field.
@@ -78,6 +83,9 @@ _VF_TAG = 0x0F1E1D
 _CHUNK_ELEMS = 2**22  # sample-coordinates per vectorised evaluation
 
 _OPT = OptHParams()  # the optimiser defaults (the spec's [optimizer] defaults)
+
+# The optimisers whose vector field is defined (Adam; RMSProp is α = 0; signSGD α = β = ε = 0).
+FIELD_OPTIMIZERS = ("adam", "rmsprop", "signsgd")
 
 
 class VectorField(AbstractField):
@@ -102,7 +110,8 @@ class VectorField(AbstractField):
     control_variate: bool = eqx.field(static=True, default=True)
     scan: str = eqx.field(static=True, default="blocked")
     scheme: str = eqx.field(static=True, default="iid")  # how the samples xs were drawn
-    moments: Any = None  # quadratic fast path: θ-free circular moments (a, b, w), each (M, d)
+    moments: AbstractMoments | None = None  # fast path: θ-free weights of the chains
+    thin: int = eqx.field(static=True, default=1)  # fast path: r_k averaged at every thin-th k
 
     @property
     def dim(self) -> int:
@@ -114,13 +123,15 @@ class VectorField(AbstractField):
             return 0
         return int(jax.tree_util.tree_leaves(self.xs)[0].shape[0])
 
-    def with_moments(self) -> VectorField:
-        """Precompute the quadratic fast path (a no-op for other problems)."""
-        if not isinstance(self.problem, Quadratic) or self.xs is None:
+    def with_moments(self, thin: int = 1) -> VectorField:
+        """Precompute the fast path (quadratic, finite sums: ``moments``), averaging r_k at
+        every ``thin``-th k; a no-op for problems without one."""
+        if self.xs is None:
             return self
-        return eqx.tree_at(
-            lambda t: t.moments, self, _quad_moments(self), is_leaf=lambda x: x is None
-        )
+        mom = make_moments(self.problem, self.xs, self.b1, self.b2, self.scan, thin)
+        if mom is None:
+            return self
+        return dataclasses.replace(self, moments=mom, thin=thin)
 
     @property
     def dtype(self):
@@ -135,15 +146,8 @@ class VectorField(AbstractField):
             f = g / (eps + jnp.sqrt(g * g + er))
             return f, jnp.zeros((2, theta.shape[0]), theta.dtype), 0
         if self.moments is not None:
-            # Quadratic: g_k = h (θ − x̄_k) is affine in θ, so with the θ-free circular
-            # averages a = EMA_α(x̄), b = EMA_β(x̄), w = EMA_β(x̄²) − b² (≥ 0):
-            # m_k = h (θ − a_k), v_k = h² ((θ − b_k)² + w_k). Same numbers as the
-            # generic path, O(M) per θ without any scan.
-            a, b, w = self.moments
-            h = self.problem.curvature
-            m = h * (theta - a)
-            v = h * h * ((theta - b) ** 2 + w)
-            g = None
+            # Fast path (``moments``): m_k, v_k from θ-free weights, no scan.
+            m, v = self.moments.mv(self.problem, theta)
         elif self.scan == "sequential":
             rb, mb, vb = self._batch_means_seq(theta)
         else:
@@ -259,7 +263,7 @@ class VectorField(AbstractField):
         theta = jnp.asarray(theta, self.dtype)
         lead = theta.shape[:-1]
         flat = theta.reshape(-1, theta.shape[-1])
-        per = max(1, self.samples * self.dim)
+        per = max(1, self.samples // self.thin * self.dim)
         bs = max(1, min(flat.shape[0], _CHUNK_ELEMS // per))
         small = flat.shape[0] <= bs
         out = jax.vmap(fn)(flat) if small else jax.lax.map(fn, flat, batch_size=bs)
@@ -301,15 +305,6 @@ class VectorField(AbstractField):
 
 
 @eqx.filter_jit
-def _quad_moments(vf: VectorField):
-    xbar = jnp.mean(vf.xs, axis=1)  # (M, d): the mini-batch mean of the samples
-    a = circular_ema(xbar, vf.b1, vf.scan)
-    b = circular_ema(xbar, vf.b2, vf.scan)
-    w = jnp.maximum(circular_ema(xbar * xbar, vf.b2, vf.scan) - b * b, 0)
-    return a, b, w
-
-
-@eqx.filter_jit
 def _jit_call(vf: VectorField, theta):
     return vf._map(vf._one, theta)
 
@@ -346,6 +341,7 @@ def vector_field(
     control_variate: bool | None = None,
     method: str = "auto",
     fast: bool = True,
+    thin: int | None = None,
     scan: str = "auto",
     seed: int = 0,
     scheme: str = "iid",
@@ -361,13 +357,17 @@ def vector_field(
     * ``method``: ``"exact"`` (noiseless problems: f = ∇L/(ε+|∇L|), se = 0),
       ``"chain"`` (the CRN circular-chain estimator of the module docstring), or
       ``"auto"`` (exact when the problem has no noise).
-    * Accuracy: ``samples`` M (rounded up to a multiple of 64·``batches``; default
-      2**18), or ``target_se``: a pilot with 2**16 samples at the points ``at``
-      (default θ = 0) sets M = 1.1·2**16·(SE/target)² (≤ ``max_samples``).
+    * Accuracy: ``samples`` M (rounded up to a multiple of max(64, thin)·``batches``;
+      default 2**18), or ``target_se``: a pilot with 2**16 samples at the points ``at``
+      (default θ = 0) sets M = 1.1·2**16·(SE/target)² (≤ ``max_samples``, and at least
+      :func:`min_samples`: every batch ≥ 10/(1 − β) steps).
     * ``optimizer``: ``adam`` (default), ``rmsprop`` (α = 0), ``signsgd`` (α = β = ε = 0).
-    * ``fast``: for the quadratic, precompute the θ-free circular moments once, so an
-      evaluation costs O(M) flops without scans (identical estimator). ``scan``:
-      ``"auto"`` (default: ``"sequential"`` on CPU, ``"blocked"`` elsewhere),
+    * ``fast``: for the quadratic and finite sums, precompute the θ-free weights of the
+      chains once (module ``moments``): an evaluation costs O(M/thin) flops without
+      scans. ``thin``: r_k is averaged at every thin-th k (a power of two ≤ 1024; default
+      the largest ≤ 1/(1 − α) for i.i.d. samples, 1 for ``reshuffle``/``cyclic``);
+      ``thin=1`` gives the generic chain's estimate. ``scan``: ``"auto"`` (default:
+      ``"sequential"`` on CPU, ``"blocked"`` elsewhere),
       ``"sequential"``, ``"blocked"`` or ``"associative"`` (see the module docstring).
     * ``scheme``: how the frozen-θ chain draws its samples: ``iid`` (the paper's
       Def. 1.3), or, for a finite sum, ``reshuffle`` / ``cyclic`` — the analogue of f
@@ -393,6 +393,8 @@ def vector_field(
         raise ValueError(
             f"optimizer.kind = {kind!r}: the vector field is defined for adam, rmsprop and signsgd"
         )
+    if thin is not None and (int(thin) < 1 or 1024 % int(thin)):
+        raise ValueError(f"thin = {thin!r}: must be a power of two from 1 to 1024")
     dtype = default_dtype() if dtype is None else dtype
     problem = cast_problem(problem, dtype)
     if method == "auto":
@@ -401,6 +403,12 @@ def vector_field(
         raise ValueError(f"method = {method!r}: must be one of auto, exact, chain")
     if control_variate is None:
         control_variate = problem.innovation_is_gradient
+    if thin is not None and int(thin) > 1 and scheme != "iid":
+        raise ValueError(
+            f"thin = {thin}: needs sampling.scheme = 'iid' (thinning a periodic index "
+            f"order, {scheme}, would see only some positions of each epoch)"
+        )
+    th = thin_default(b1) if scheme == "iid" and thin is None else int(thin or 1)
     hp = {
         k: jnp.asarray(v, dtype) for k, v in dict(b1=b1, b2=b2, eps=eps, eps_root=eps_root).items()
     }
@@ -423,28 +431,41 @@ def vector_field(
             scheme=scheme,
             **hp,
         )
-        return vf.with_moments() if fast else vf
+        if not fast or method != "chain":
+            return vf
+        return vf.with_moments(th)
 
     if method == "exact":
         return build(0)
-    corr = 1.0 / (1.0 - max(float(b2), float(b1)) + 1e-300)
+    floor = min_samples(b1, b2, batches, th)
     if samples is None and target_se is not None:
-        m0 = _round(2**16, batches)
+        m0 = _round(max(2**16, floor), batches, th)
         pilot = build(m0)
         pts = jnp.zeros((1, problem.dim), dtype) if at is None else jnp.asarray(at, dtype)
         _, se = pilot(pts.reshape(-1, problem.dim))
         worst = float(jnp.max(se))
         need = m0 * (worst / target_se) ** 2 * 1.1 if worst > 0 else m0
-        samples = min(max_samples, max(int(math.ceil(need)), m0))
-    samples = _round(samples or 2**18, batches)
-    if check_samples and samples // batches < 10 * corr:
+        samples = min(max_samples, max(int(math.ceil(need)), floor))
+    samples = _round(samples or 2**18, batches, th)
+    if check_samples and samples < floor:
         raise ValueError(
-            f"samples = {samples}: each of the {batches} batches must be much "
-            f"longer than 1/(1−β) ≈ {corr:.0f} steps; use more samples"
+            f"samples = {samples}: each of the {batches} batches must be at least "
+            f"10/(1−β) ≈ {floor // batches} steps long; use samples ≥ {floor} "
+            "(or fewer batches)"
         )
     return build(samples)
 
 
-def _round(m: int, batches: int) -> int:
-    unit = batches * BLOCK
+def min_samples(b1, b2, batches: int, thin: int | None = None) -> int:
+    """The fewest samples for ``batches`` batch means: each batch ≥ 10/(1 − max(α, β))
+    steps, the chain's correlation time ten times over (rounded as the samples are, given
+    ``thin``; unrounded without)."""
+    corr = 1.0 / (1.0 - max(float(b2), float(b1)) + 1e-300)
+    # (1 − 1e-6: β given in float32, e.g. 0.99 → 0.9900000095, must not ask for one more.)
+    need = int(math.ceil(10 * corr * batches * (1 - 1e-6)))
+    return need if thin is None else _round(need, batches, thin)
+
+
+def _round(m: int, batches: int, thin: int = 1) -> int:
+    unit = batches * max(BLOCK, thin)
     return int(math.ceil(m / unit) * unit)

@@ -68,8 +68,8 @@ class Problem(eqx.Module):
     @property
     def separable(self) -> bool:
         """Whether f_i(θ) depends on θ_i only (then the vector field can be tabulated
-        per coordinate)."""
-        return False
+        per coordinate): always in one dimension."""
+        return self.dim == 1
 
     @property
     def noiseless(self) -> bool:
