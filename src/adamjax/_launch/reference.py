@@ -164,7 +164,9 @@ log-spaced snapshot, also as `snapshot_step`); `dim` (the entries of θ);
 `jax_version`, `backend`, `device_count`, `device_counts` (one entry per launch
 that wrote runs: a resume on another device count appends its own; the data do not
 depend on it), `created` (and, for a user's problem module, `problem_kind`,
-`problem_module`, `problem_source_sha256`). Every variable and coordinate carries
+`problem_module`, `problem_source_sha256`); with `[flow]`, `flow_failed` (the flows
+that failed from a window start the run reached: their `apt_error` is NaN) and, without
+sweep axes, `apt_decay_exponent` and its `_se`. Every variable and coordinate carries
 `long_name`, `units` and `description`; units are `1`: counts, flags and
 dimensionless numbers, and θ and the loss in the problem's own units, which adamjax
 does not know.

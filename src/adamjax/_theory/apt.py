@@ -419,8 +419,8 @@ def apt_prepare(
     total1, done1 = R0 * int(starts[-1]), [0]
     report("pass 1", 0, total1)
 
-    def tick(n):
-        done1[0] += int(n)
+    def tick(n):  # ``simulate`` reports runs finished
+        done1[0] += int(n) * int(starts[-1])
         report("pass 1", done1[0], total1)
 
     res1 = simulate(cfg1, p1, chunk=chunk, progress=tick)

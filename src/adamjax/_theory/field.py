@@ -26,6 +26,11 @@ class AbstractField(eqx.Module):
     def value(self, theta):
         """f(θ) only (what ODE solvers integrate)."""
 
+    def eval_bytes(self) -> int:
+        """Memory one evaluation at one θ needs (bounds how many flows run at once):
+        small unless the field says otherwise."""
+        return 0
+
     def to_flat(self, theta):
         """``(flat, restore)``: θ as a (…, dim) array, and the map of results back to the
         caller's structure. This field takes flat θ only; a field of a problem with a

@@ -150,6 +150,7 @@ def flow(
 # Flows integrated per diffrax call by ``flows_batched`` (the last call padded to the
 # same size: one compilation); progress is reported between calls.
 FLOW_BATCH = 4096
+FLOW_BATCH_BYTES = 2**28  # the field's working memory per call, over all its flows
 
 
 def flows_batched(field, vf, starts: np.ndarray, ts, opts, dt, tick):
@@ -158,7 +159,10 @@ def flows_batched(field, vf, starts: np.ndarray, ts, opts, dt, tick):
     ``tick(done)`` after each call. Returns values (P, K, d) (NaN where the solve
     failed), success (P,) and the field's SE at the starts (P, d)."""
     P = len(starts)
-    nb = min(FLOW_BATCH, P)
+    # Under diffrax's vmap every start evaluates the field at once: bound the batch by
+    # the field's memory per evaluation.
+    per = field.eval_bytes() if isinstance(field, AbstractField) else 0
+    nb = max(1, min(FLOW_BATCH, P, FLOW_BATCH_BYTES // max(per, 1)))
     ys, oks, ses = [], [], []
     for i in range(0, P, nb):
         part = starts[i : i + nb]

@@ -284,6 +284,10 @@ class VectorField(AbstractField):
     def to_flat(self, theta):
         return as_flat(self.problem, theta)
 
+    def eval_bytes(self) -> int:
+        # The (samples/thin, dim) arrays of m, v, r and their temporaries.
+        return 6 * (self.samples // self.thin) * self.dim * jnp.dtype(self.dtype).itemsize
+
     def cov(self, theta):
         """Covariance (…, dim, dim) of f̂(θ) from batch means (θ flat or a PyTree)."""
         return _jit_cov(self, as_flat(self.problem, theta)[0])
