@@ -2,6 +2,9 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.installed
 PYTEST_ARGS ?=
+# Test files are spread over this many processes (one file stays in one process, so a
+# file's shared fixtures are built once); each process compiles and runs on its own core.
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test test-all bench figures lint format clean
 
@@ -15,10 +18,10 @@ run: $(STAMP)
 	.venv/bin/adamjax demo
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py $(BENCH_ARGS)

@@ -198,26 +198,17 @@ def grid_slopes(y: np.ndarray, h: float) -> np.ndarray:
     out[..., 2:-2, :] = (
         y[..., :-4, :] - 8 * y[..., 1:-3, :] + 8 * y[..., 3:-1, :] - y[..., 4:, :]
     ) / (12 * h)
-    a = y[..., :5, :]
-    out[..., 0, :] = (
-        -25 * a[..., 0, :]
-        + 48 * a[..., 1, :]
-        - 36 * a[..., 2, :]
-        + 16 * a[..., 3, :]
-        - 3 * a[..., 4, :]
-    ) / (12 * h)
-    out[..., 1, :] = (
-        -3 * a[..., 0, :] - 10 * a[..., 1, :] + 18 * a[..., 2, :] - 6 * a[..., 3, :] + a[..., 4, :]
-    ) / (12 * h)
-    b = y[..., -5:, :][..., ::-1, :]
-    out[..., -1, :] = -(
-        -25 * b[..., 0, :]
-        + 48 * b[..., 1, :]
-        - 36 * b[..., 2, :]
-        + 16 * b[..., 3, :]
-        - 3 * b[..., 4, :]
-    ) / (12 * h)
-    out[..., -2, :] = -(
-        -3 * b[..., 0, :] - 10 * b[..., 1, :] + 18 * b[..., 2, :] - 6 * b[..., 3, :] + b[..., 4, :]
-    ) / (12 * h)
+    # One-sided stencils at each end (on the reversed grid the spacing is −h).
+    out[..., 0, :], out[..., 1, :] = _end_slopes(y[..., :5, :], h)
+    out[..., -1, :], out[..., -2, :] = _end_slopes(y[..., ::-1, :][..., :5, :], -h)
     return out
+
+
+# Fourth-order one-sided weights for the slope at the first and the second of five points.
+_END_WEIGHTS = np.array([[-25, 48, -36, 16, -3], [-3, -10, 18, -6, 1]], np.float64) / 12
+
+
+def _end_slopes(a: np.ndarray, h: float):
+    """Slopes at the first two of the five grid values ``a`` (…, 5, d), spacing ``h``."""
+    w = np.einsum("jk,...kd->j...d", _END_WEIGHTS, a) / h
+    return w[0], w[1]
