@@ -452,7 +452,7 @@ def apt_prepare(
     for (field, vf), rows in zip(fields, rows_of, strict=True):
         st = np.where(good[rows][..., None], th[rows], 0.0).reshape(-1, d)
         y, fine, se = flows_batched(
-            field, vf, st, ts, opts, dt, lambda n, base=done: report("flows", base + n, R * J)
+            field, st, ts, opts, dt, lambda n, base=done: report("flows", base + n, R * J)
         )
         done += len(st)
         y = y.reshape(len(rows), J, K, d)

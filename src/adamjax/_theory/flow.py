@@ -153,7 +153,7 @@ FLOW_BATCH = 4096
 FLOW_BATCH_BYTES = 2**28  # the field's working memory per call, over all its flows
 
 
-def flows_batched(field, vf, starts: np.ndarray, ts, opts, dt, tick):
+def flows_batched(field, starts: np.ndarray, ts, opts, dt, tick):
     """Flows from ``starts`` (P, d) in calls of :data:`FLOW_BATCH` (padded: one shape), with
     the solver options of ``opts`` (``solver``, ``rtol``, ``atol``, ``max_steps``);
     ``tick(done)`` after each call. Returns values (P, K, d) (NaN where the solve
