@@ -146,14 +146,20 @@ def _wait_for(pred, proc, timeout=240):
     return True
 
 
-def test_sigkill_twice_then_resume_is_identical(tmp_path):
-    spec = small_spec(name="killed", **{"run.steps": 2000, "run.seeds": 4})
+def _victim_sweep(tmp_path, name):
+    """A six-point sweep of 2-run chunks to interrupt: its store folder, the CLI arguments
+    of the run, and an uninterrupted reference run started now into ``ref``."""
+    spec = small_spec(name=name, **{"run.steps": 2000, "run.seeds": 4})
     spec["sweep"]["optimizer.b1"] = [0.0, 0.3, 0.5, 0.7, 0.9, 0.95]
-    write_spec(tmp_path / "k.toml", spec)
-    root = tmp_path / "res" / "killed"
-    args = ("run", "k.toml", "--out", "res", "--chunk", "2", "--no-progress")
+    write_spec(tmp_path / f"{name}.toml", spec)
+    args = ("run", f"{name}.toml", "--out", "res", "--chunk", "2", "--no-progress")
+    ref = popen("run", f"{name}.toml", "--out", "ref", "--no-progress", cwd=tmp_path)
+    return tmp_path / "res" / name, args, ref
+
+
+def test_sigkill_twice_then_resume_is_identical(tmp_path):
     # Reference: uninterrupted, in another folder (concurrently with the first victim).
-    ref = popen("run", "k.toml", "--out", "ref", "--no-progress", cwd=tmp_path)
+    root, args, ref = _victim_sweep(tmp_path, "killed")
     kills = 0
     for attempt in range(2):
         before = len(_store.done_units(root))
@@ -331,12 +337,7 @@ def test_sigterm_and_sigint_are_one_line_and_resumable(tmp_path, sig, rc, word):
     """SIGTERM (a scheduler's stop) ends the run like Ctrl-C: exit 128 + signal, one line
     saying how to resume, finished units kept; ``--resume`` completes an identical
     dataset."""
-    spec = small_spec(name="term", **{"run.steps": 2000, "run.seeds": 4})
-    spec["sweep"]["optimizer.b1"] = [0.0, 0.3, 0.5, 0.7, 0.9, 0.95]
-    write_spec(tmp_path / "t.toml", spec)
-    root = tmp_path / "res" / "term"
-    args = ("run", "t.toml", "--out", "res", "--chunk", "2", "--no-progress")
-    ref = popen("run", "t.toml", "--out", "ref", "--no-progress", cwd=tmp_path)
+    root, args, ref = _victim_sweep(tmp_path, "term")
     p = popen(*args, cwd=tmp_path)
     assert _wait_for(lambda: len(_store.done_units(root)) > 0, p)
     os.kill(p.pid, sig)
