@@ -2,6 +2,8 @@
 (CF conventions), over the datasets of all shipped specs at smoke scale; the snapshot
 and window dims have index coordinates; the APT attributes are recorded."""
 
+import subprocess
+import sys
 import tomllib
 import warnings
 from pathlib import Path
@@ -61,3 +63,17 @@ def test_store_keeps_the_attributes_and_the_apt_fit(tmp_path):
     assert fit["fit_first_window"] == 0 and fit["fit_last_window"] == 3
     assert np.isfinite(float(ds.attrs["apt_decay_exponent_se"]))
     assert ds.attrs["apt_decay_exponent"] == float(ds["apt_decay_exponent"])
+
+
+def test_preload_imports_xarray_in_the_background():
+    """``preload`` (called by ``run`` before compiling) leaves xarray imported."""
+    code = (
+        "import sys, adamjax\n"
+        "from adamjax._launch.dataset import preload\n"
+        "assert 'xarray' not in sys.modules\n"
+        "t = preload(store=False)\n"
+        "t.join(60)\n"
+        "assert 'xarray' in sys.modules and 'zarr' not in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

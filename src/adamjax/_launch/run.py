@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .._engine.problems.base import Problem
 from .._theory import vector_field as _vf
-from .dataset import to_dataset
+from .dataset import preload, to_dataset
 from .execute import execute
 from .plan import make_plan, run_dtype, spec_folder
 from .problems import Problems
@@ -65,6 +65,7 @@ def run(
         problem=problem,
         progress=progress if out is not None else mode,
     )
+    preload(store=out is not None)
     if out is not None:
         explicit = chunk is not None or plan.spec["run"]["chunk"] is not None
         return run_to_store(
