@@ -6,7 +6,7 @@ over the cores. The simulator's step loop is thousands of small operations per b
 the cores costs a synchronisation per operation. With one JAX device per core, the
 multi-device runner (``shard``) gives every core its own slice of the runs and its own
 step loop, with no synchronisation inside the loop: the 1-D quadratic (8 192 runs ×
-20 000 steps) runs 1.9× faster on 2 cores (docs/BENCHMARKS.md). A run's numbers do not
+20 000 steps) runs 1.7–1.9× faster on 2 cores (docs/BENCHMARKS.md). A run's numbers do not
 depend on the device count (``tests/engine/test_shard.py``, ``tests/engine/test_devices.py``).
 
 :func:`use_cpu_cores` is called once when ``adamjax`` is imported. The environment
