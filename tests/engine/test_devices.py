@@ -63,17 +63,19 @@ p = RunParams(key=np.asarray(adamjax.run_keys(5, np.arange(n))),
                              col(0.0), col(0.1)),
               sched=SchedHParams(col(0.05), col(0.6), col(0.0)))
 cfg = SimConfig(problem=prob, steps=500, record_steps=(0, 10, 499))
-res = adamjax.simulate(cfg, p, chunk=200)
+res = adamjax.simulate(cfg, p, chunk=int(sys.argv[2]))
 np.savez(sys.argv[1], **{k: np.asarray(v) for k, v in res._asdict().items() if v is not None})
 """
 
 
-def test_simulate_on_three_devices_identical_to_one(tmp_path):
+@pytest.mark.parametrize("chunk", [200, 100])
+def test_simulate_on_three_devices_identical_to_one(tmp_path, chunk):
+    """Chunks of 256 padded runs use 2 of the 3 devices, chunks of 128 one device."""
     files = {}
     for n in (1, 3):
         files[n] = tmp_path / f"d{n}.npz"
         out = subprocess.run(
-            [sys.executable, "-c", _SIM, str(files[n])],
+            [sys.executable, "-c", _SIM, str(files[n]), str(chunk)],
             env=cli_env(**{devices.ENV: str(n)}),
             capture_output=True,
             text=True,
@@ -84,3 +86,27 @@ def test_simulate_on_three_devices_identical_to_one(tmp_path):
     for k in one:
         np.testing.assert_array_equal(one[k], three[k], err_msg=k)
     assert not np.all(one["theta"] == one["theta"][0])  # the runs differ
+
+
+@pytest.mark.parametrize(
+    ("text", "cpus"),
+    [("max 100000", None), ("200000 100000", 2), ("50000 100000", 1), ("garbage", None)],
+)
+def test_cgroup_quota_caps_the_cores(tmp_path, text, cpus):
+    f = tmp_path / "cpu.max"
+    f.write_text(text + "\n")
+    assert devices._cgroup_quota(str(f)) == cpus
+    assert devices._cgroup_quota(str(tmp_path / "absent")) is None
+
+
+def test_cpu_memory_budget_is_shared_by_the_devices():
+    code = "import adamjax\nprint(adamjax.default_budget())"
+    for n in (1, 2):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=cli_env(**{devices.ENV: str(n)}),
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+        assert float(out.stdout) == 2**30 / n

@@ -77,3 +77,18 @@ def test_preload_imports_xarray_in_the_background():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_preload_cut_short_by_exit_is_silent():
+    """An error right after ``run`` started the import: the interpreter exits while the
+    thread imports; nothing from the thread reaches the user."""
+    code = (
+        "import atexit, time, adamjax\n"
+        "from adamjax._launch.dataset import preload\n"
+        "atexit.register(time.sleep, 0.8)\n"
+        "preload(store=True)\n"
+        "raise SystemExit(3)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 3
+    assert "Traceback" not in out.stderr and "adamjax-preload" not in out.stderr

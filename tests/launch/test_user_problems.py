@@ -179,3 +179,29 @@ def test_finite_sum_problem_input_errors():
         adamjax.finite_sum_problem(lambda p, e: p, {"x": jnp.ones(3), "y": jnp.ones(4)}, 0.0)
     with pytest.raises(ValueError, match="must be a scalar"):
         adamjax.finite_sum_problem(lambda p, e: p * e["x"], {"x": jnp.ones((3, 2))}, jnp.zeros(2))
+
+
+GROW_MODULE = """
+import jax.numpy as jnp
+import adamjax
+
+def grow(sizes, scale=1.0):
+    sizes.append(0)  # the user's code changes its argument in place
+    n = len(sizes)
+    return adamjax.finite_sum_problem(
+        lambda p, ex: 0.5 * jnp.sum((p - scale * ex["x"]) ** 2), {"x": jnp.ones((4, n))},
+        jnp.zeros(n),
+    )
+"""
+
+
+def test_user_callable_gets_its_own_copy_of_the_table(tmp_path):
+    """Grid points share the spec's values; a factory that changes its argument in place
+    must not change the next point's problem (here: its dimension)."""
+    (tmp_path / "growmod.py").write_text(GROW_MODULE)
+    spec = _user_spec("growmod:grow", sizes=[7])
+    spec["sampling"] = {"scheme": "iid"}
+    spec["run"] = {"steps": 50, "seeds": 1}
+    spec["sweep"] = {"problem.scale": [1.0, 2.0, 3.0]}
+    ds = adamjax.run(write_spec(tmp_path / "s.toml", spec), progress=False)
+    assert ds.sizes["dim"] == 2

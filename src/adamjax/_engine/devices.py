@@ -13,8 +13,9 @@ depend on the device count (``tests/engine/test_shard.py``, ``tests/engine/test_
 variable ``ADAMJAX_CPU_DEVICES`` sets the count (``auto``, the default: the cores this
 process may use; an integer; ``off`` = ``1``: JAX's default). A count the user gave JAX
 itself (``JAX_NUM_CPU_DEVICES``, ``jax.config.update("jax_num_cpu_devices", …)`` or
-``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``) is left alone, and so is
-a process where JAX already ran a computation (the count is fixed from then on).
+``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``, set before ``import
+adamjax``) is left alone, and so is a process where JAX already ran a computation (the
+count is fixed from then on; ``ADAMJAX_CPU_DEVICES`` then has no effect).
 Accelerators are not affected: the CPU devices only serve CPU runs.
 """
 
@@ -34,11 +35,24 @@ MAX_DEVICES = 64
 
 
 def cpu_cores() -> int:
-    """The number of cores this process may run on (its affinity mask where known)."""
+    """The number of cores this process may run on: its affinity mask where known, capped
+    by a container's CPU quota (cgroup v2 ``cpu.max``)."""
     try:
-        return len(os.sched_getaffinity(0))
+        n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS / Windows
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    return max(1, min(n, quota)) if quota else n
+
+
+def _cgroup_quota(path: str = "/sys/fs/cgroup/cpu.max") -> int | None:
+    """CPUs allowed by the cgroup v2 quota ("max PERIOD" or "QUOTA PERIOD"), or None."""
+    try:
+        with open(path) as f:
+            quota, period = f.read().split()[:2]
+        return None if quota == "max" else max(1, int(quota) // int(period))
+    except (OSError, ValueError):
+        return None
 
 
 def requested_cpu_devices() -> int | None:

@@ -63,7 +63,8 @@ class Runner(eqx.Module):
 
     With one device this calls the plain jitted :func:`simulate_batch`. With more, a
     chunk is padded (by repeating its first run) so that every device gets a multiple
-    of ``LANES`` runs, and the padding is dropped from the results.
+    of ``LANES`` runs, and the padding is dropped from the results; a chunk of fewer
+    than devices × ``LANES`` runs uses only as many devices as it fills.
     """
 
     devices: tuple = eqx.field(static=True)
@@ -73,11 +74,13 @@ class Runner(eqx.Module):
         return len(self.devices)
 
     def __call__(self, cfg: SimConfig, params: RunParams) -> RunResult:
-        if self.device_count <= 1:
-            return simulate_batch(cfg, params)
-        fn = _sharded_fn(local_mesh(self.devices))
-        ndev = self.device_count
         n = int(jax.tree_util.tree_leaves(params)[0].shape[0])
+        # No more devices than LANES-run slices: a small chunk is not padded to
+        # devices × LANES runs (64 devices would otherwise run 8 192 runs for 100).
+        ndev = max(1, min(self.device_count, -(-n // LANES)))
+        if ndev <= 1:
+            return simulate_batch(cfg, params)
+        fn = _sharded_fn(local_mesh(self.devices[:ndev]))
         # Each device's share a multiple of LANES runs, as on one device (``simulate``).
         m = -(-n // (ndev * LANES)) * ndev * LANES
         res = fn(cfg, pad_runs(params, m) if m != n else params)

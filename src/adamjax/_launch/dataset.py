@@ -107,8 +107,10 @@ def preload(store: bool) -> threading.Thread:
 
     def load():
         for name in ("xarray", "zarr") if store else ("xarray",):
-            # zarr is optional where no store is written
-            with contextlib.suppress(ImportError):
+            # Never a message from here: zarr is optional where no store is written, and
+            # an import cut short by the interpreter's exit (e.g. an error right after
+            # ``run`` started) raises; the main thread's own import reports real errors.
+            with contextlib.suppress(Exception):
                 importlib.import_module(name)
 
     thread = threading.Thread(target=load, name="adamjax-preload", daemon=True)

@@ -203,7 +203,9 @@ def _host_memory() -> float | None:
 
 
 def default_budget() -> float:
-    """Bytes one chunk may use: a quarter of the device memory when JAX reports it, else 1 GiB."""
+    """Bytes one chunk may use per device: a quarter of the device memory when JAX reports
+    it; else (CPU devices) 1 GiB shared by the local devices, which share the host's
+    memory (one device per core, ``_engine/devices``)."""
     try:
         stats = jax.devices()[0].memory_stats() or {}
         limit = stats.get("bytes_limit")
@@ -211,7 +213,7 @@ def default_budget() -> float:
             return float(limit) / 4
     except Exception:  # noqa: BLE001 - CPU devices report nothing
         pass
-    return float(2**30)
+    return float(2**30) / max(1, jax.local_device_count())
 
 
 def make_plan(

@@ -12,6 +12,7 @@ wrong return type — is one :class:`SpecError` naming ``problem.kind``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import importlib
@@ -89,7 +90,9 @@ def build_user(table: dict, spec_dir: Path | None = None) -> tuple[Problem, dict
     provenance attributes (the module's file and the SHA-256 of its source)."""
     kind = table["kind"]
     fn, module = load_callable(kind, spec_dir)
-    kwargs = {k: v for k, v in table.items() if k != "kind"}
+    # A copy: grid points share their values (``spec.grid_points``), and the user's
+    # code may change an argument in place.
+    kwargs = copy.deepcopy({k: v for k, v in table.items() if k != "kind"})
     try:
         obj = fn(**kwargs)
     except Exception as e:  # noqa: BLE001 - the user's code

@@ -46,7 +46,7 @@ def run(
         progress: None (a bar on a terminal), True or False.
         chunk: runs per chunk; overrides ``run.chunk`` and the automatic size from
             ``budget`` (bytes per device; default a quarter of the device memory,
-            1 GiB on CPU).
+            1 GiB on CPU shared by its devices).
         resume: with ``out``, skip the units an interrupted run of the same spec
             completed.
         force: with ``out``, overwrite a folder holding another spec's results.

@@ -24,9 +24,10 @@ where m⁽⁰⁾ is the recursion started at 0; both are computed for the whole
 sequence at once: on accelerators by a parallel prefix scan, blocked (a 64×64
 Toeplitz matmul per block plus the same recursion on the block ends, recursively;
 ``scan="blocked"``) or ``lax.associative_scan`` (``scan="associative"``); on CPU by
-the plain recursion, ``lax.scan`` passes over the samples that sum the batch means
-in the loop (``scan="sequential"``; 2–9× the blocked form there, which does 64× the
-flops and streams length-M arrays through memory). ``scan="auto"`` (the default)
+the plain recursion, two unrolled ``lax.scan`` passes over the samples (the start,
+then r_k summed per batch in the loop; the batch means of m and v follow from batch
+sums of g and g²) (``scan="sequential"``; 5–7× the blocked form there, which does 64×
+the flops and streams length-M arrays through memory). ``scan="auto"`` (the default)
 picks by backend. Every m_k, v_k then
 has the law of (m_∞, v_∞) up to the truncation α^M, β^M (negligible for
 M ≫ 1/(1−β)), so no burn-in is wasted, and f̂ = mean_k m_k/(ε+√v_k). The
