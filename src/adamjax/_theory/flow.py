@@ -23,6 +23,7 @@ import numpy as np
 
 from .._engine.pytree import is_flat
 from .field import AbstractField
+from .hermite import central_slopes
 
 # diffrax solvers by name (the class names in diffrax); all adaptive (PID controller)
 # except ``euler``. diffrax itself is imported on first use: it is a third of the
@@ -195,9 +196,7 @@ def grid_slopes(y: np.ndarray, h: float) -> np.ndarray:
     if K < 5:
         return np.gradient(y, h, axis=-2, edge_order=2)
     out = np.empty_like(y)
-    out[..., 2:-2, :] = (
-        y[..., :-4, :] - 8 * y[..., 1:-3, :] + 8 * y[..., 3:-1, :] - y[..., 4:, :]
-    ) / (12 * h)
+    out[..., 2:-2, :] = central_slopes(y, h)
     # One-sided stencils at each end (on the reversed grid the spacing is −h).
     out[..., 0, :], out[..., 1, :] = _end_slopes(y[..., :5, :], h)
     out[..., -1, :], out[..., -2, :] = _end_slopes(y[..., ::-1, :][..., :5, :], -h)

@@ -1,4 +1,5 @@
-"""The cubic Hermite interpolant, shared by the field tables and the APT flow grids."""
+"""The cubic Hermite interpolant and the slopes it needs, shared by the field tables and
+the APT flow grids."""
 
 from __future__ import annotations
 
@@ -19,3 +20,10 @@ def hermite(y0, y1, d0, d1, u, h):
         + (3 * u2 - 2 * u3) * y1
         + (u3 - u2) * h * d1
     )
+
+
+def central_slopes(y, h):
+    """dy/dx at the interior points of values on a uniform grid of spacing ``h`` along
+    axis −2: the fourth-order central difference (y_{k−2} − 8y_{k−1} + 8y_{k+1} − y_{k+2})
+    / 12h, for k = 2 … K−3 (K − 4 values). NumPy or JAX arrays."""
+    return (y[..., :-4, :] - 8 * y[..., 1:-3, :] + 8 * y[..., 3:-1, :] - y[..., 4:, :]) / (12 * h)

@@ -13,7 +13,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from .field import AbstractField
-from .hermite import hermite
+from .hermite import central_slopes, hermite
 
 
 def tabulate(field: AbstractField, lo, hi, nodes: int, dim: int, dtype) -> TabulatedField:
@@ -28,7 +28,7 @@ def tabulate(field: AbstractField, lo, hi, nodes: int, dim: int, dtype) -> Tabul
     u = lo + h * jnp.arange(-2, nodes + 2, dtype=dtype)
     pts = u[:, None] * jnp.ones((1, dim), u.dtype)
     f, se = field(pts)
-    df = (f[:-4] - 8 * f[1:-3] + 8 * f[3:-1] - f[4:]) / (12 * h)
+    df = central_slopes(f, h)
     return TabulatedField(lo=lo, hi=hi, f=f[2:-2], df=df, se=se[2:-2])
 
 
