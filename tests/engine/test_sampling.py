@@ -1,5 +1,7 @@
 """Seeds: all 64 bits reach the key, whatever the x64 flag (reliability issue)."""
 
+import warnings
+
 import jax
 import numpy as np
 import pytest
@@ -49,3 +51,21 @@ def test_large_seeds_do_not_alias_and_ignore_x64(x64_flag, kind):
     assert not np.array_equal(out[False, 0], out[False, 2**32])
     for seed in (0, 2**32, 2**63 - 5):
         np.testing.assert_array_equal(out[False, seed], out[True, seed])
+
+
+@pytest.mark.parametrize("seed", [0, 3, 2**32 + 5, 2**64 - 1])
+def test_run_keys_on_the_host_are_jax_fold_in(seed):
+    """``run_keys`` hashes in NumPy (no compilation): the bits of ``jax.random.fold_in``
+    for any seed and index, scalar or array, with no overflow warning."""
+    idx = np.array([0, 1, 7, 2**31, 2**32 - 1, 123456789])
+    want = jax.vmap(lambda i: jax.random.fold_in(seed_key(seed), i))(
+        jax.numpy.asarray(idx, jax.numpy.uint32)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = adamjax.run_keys(seed, idx)
+        one = adamjax.run_keys(seed, 7)
+    assert got.dtype == np.uint32 and got.shape == (6, 2)
+    np.testing.assert_array_equal(got, np.asarray(want))
+    np.testing.assert_array_equal(one, got[2])
+    assert adamjax.run_keys(seed, [[1, 2]]).shape == (1, 2, 2)

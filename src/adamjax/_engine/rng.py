@@ -30,11 +30,17 @@ _PARITY = np.uint32(0x1BD11BDA)
 
 
 def _rotl(x, d: int):
-    return lax.shift_left(x, np.uint32(d)) | lax.shift_right_logical(x, np.uint32(32 - d))
+    # Operators, not lax calls: the same code hashes NumPy arrays (``sampling.run_keys``,
+    # on the host) and traced JAX arrays (uint32 `>>` is the logical shift in both).
+    return (x << np.uint32(d)) | (x >> np.uint32(32 - d))
 
 
 def threefry2x32(k1, k2, x1, x2):
-    """The Threefry-2x32 hash (20 rounds) of the counter pair (x1, x2) under key (k1, k2)."""
+    """The Threefry-2x32 hash (20 rounds) of the counter pair (x1, x2) under key (k1, k2).
+
+    Works on uint32 JAX arrays (traced: fuses into one elementwise loop) and on uint32
+    NumPy arrays (wrapping arithmetic), with the same bits.
+    """
     ks = (k1, k2, k1 ^ k2 ^ _PARITY)
     x1 = x1 + ks[0]
     x2 = x2 + ks[1]

@@ -6,8 +6,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jax
+import numpy as np
+
 from ..params import Param
 from .base import Problem
+
+
+def device_array(x, dtype=None) -> jax.Array:
+    """``jnp.asarray(x, dtype)`` of host values without compiling anything.
+
+    The values are converted in NumPy and transferred with ``jax.device_put``
+    (canonical dtype, as ``jnp.asarray``): ``jnp.asarray`` compiles a small program
+    for every new shape and dtype, 20–80 ms each when nothing is cached, which a
+    small sweep pays for every array of its problem.
+    """
+    return jax.device_put(np.asarray(x, dtype))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from ..errors import SpecError
 from ..params import INT, Param, in_range
 from ..pytree import split_flat
 from .base import AbstractLayeredProblem
-from .builtin import Builtin
+from .builtin import Builtin, device_array
 
 
 class Digits(AbstractLayeredProblem):
@@ -69,10 +69,10 @@ def _build(p: dict, dtype) -> Digits:
         ]
     )
     return Digits(
-        data=(jnp.asarray(x, dtype), jnp.asarray(y, jnp.int32)),
+        data=(device_array(x, dtype), device_array(y, jnp.int32)),
         dim=param_count(w),
         width=w,
-        init=jnp.asarray(init, dtype),
+        init=device_array(init, dtype),
     )
 
 

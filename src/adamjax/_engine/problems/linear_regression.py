@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import equinox as eqx
-import jax.numpy as jnp
 import numpy as np
 
 from ..params import FLOAT, INT, Param, in_range
 from .base import AbstractFiniteSumProblem
-from .builtin import Builtin
+from .builtin import Builtin, device_array
 
 
 class LinearRegression(AbstractFiniteSumProblem):
@@ -33,9 +32,9 @@ def _build(p: dict, dtype) -> LinearRegression:
     ts = rng.normal(size=p["dim"])
     y = a @ ts + p["label_noise"] * rng.normal(size=p["n_points"])
     return LinearRegression(
-        data=(jnp.asarray(a, dtype), jnp.asarray(y, dtype)),
+        data=(device_array(a, dtype), device_array(y, dtype)),
         dim=p["dim"],
-        theta_star=jnp.asarray(ts, dtype),
+        theta_star=device_array(ts, dtype),
     )
 
 

@@ -17,7 +17,7 @@ from jaxtyping import Array, Float
 
 from ..params import FLOAT, FLOATS, INT, STR, Param, fmt, in_range, one_of
 from .base import Problem
-from .builtin import Builtin
+from .builtin import Builtin, device_array
 
 NOISES = ("none", "gaussian", "exponential", "rademacher")
 
@@ -79,7 +79,7 @@ class Quadratic(Problem):
 
     @property
     def minimizer(self):
-        return jnp.zeros(self.dim, self.curvature.dtype)
+        return np.zeros(self.dim, self.curvature.dtype)
 
     @property
     def sample_numel(self):
@@ -90,8 +90,8 @@ def _build(p: dict, dtype) -> Quadratic:
     d = p["dim"]
     h = np.broadcast_to(np.asarray(p["curvature"], dtype=np.float64), (d,))
     return Quadratic(
-        curvature=jnp.asarray(h, dtype),
-        noise_scale=jnp.asarray(p["noise_scale"], dtype),
+        curvature=device_array(h, dtype),
+        noise_scale=device_array(p["noise_scale"], dtype),
         noise=p["noise"],
         dim=d,
     )

@@ -6,10 +6,11 @@ from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 
 from ..params import INT, Param, in_range
 from .base import AbstractFiniteSumProblem
-from .builtin import Builtin
+from .builtin import Builtin, device_array
 
 
 class Reddi(AbstractFiniteSumProblem):
@@ -30,12 +31,12 @@ class Reddi(AbstractFiniteSumProblem):
 
     @property
     def minimizer(self):
-        return -jnp.ones((1,), jnp.result_type(float))
+        return -np.ones((1,), jnp.result_type(float))
 
 
 ENTRY = Builtin(
     kind="reddi",
     params={"n": Param(INT, 3, in_range(2), "number of functions")},
-    build=lambda p, dtype: Reddi(data=jnp.arange(p["n"]), dim=1),
+    build=lambda p, dtype: Reddi(data=device_array(np.arange(p["n"])), dim=1),
     dim=lambda p: 1,
 )

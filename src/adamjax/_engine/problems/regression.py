@@ -11,7 +11,7 @@ import numpy as np
 from ..params import INT, Param, in_range
 from ..pytree import split_flat
 from .base import AbstractLayeredProblem
-from .builtin import Builtin
+from .builtin import Builtin, device_array
 
 
 class Regression(AbstractLayeredProblem):
@@ -84,12 +84,12 @@ def _build(p: dict, dtype) -> Regression:
     emb[width * inp + width : width * inp + width + tw] = w2
     emb[width * inp + 2 * width] = b2
     return Regression(
-        data=(jnp.asarray(x, dtype), jnp.asarray(y, dtype)),
+        data=(device_array(x, dtype), device_array(y, dtype)),
         dim=param_count(inp, width),
         input_dim=inp,
         width=width,
-        init=jnp.asarray(init, dtype),
-        teacher=jnp.asarray(emb, dtype),
+        init=device_array(init, dtype),
+        teacher=device_array(emb, dtype),
     )
 
 

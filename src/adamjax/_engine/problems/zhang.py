@@ -6,11 +6,12 @@ from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from ..params import FLOAT, INT, Param, in_range
 from .base import AbstractFiniteSumProblem
-from .builtin import Builtin
+from .builtin import Builtin, device_array
 
 
 class Zhang(AbstractFiniteSumProblem):
@@ -42,13 +43,13 @@ class Zhang(AbstractFiniteSumProblem):
 
     @property
     def minimizer(self):
-        return jnp.full((1,), -2.0, self.a.dtype)
+        return np.full((1,), -2.0, self.a.dtype)
 
 
 def _build(p: dict, dtype) -> Zhang:
     n = p["n"]
     a = p["a"] if p["a"] is not None else 1.0 / (n - 1) ** 2
-    return Zhang(data=jnp.arange(n), dim=1, a=jnp.asarray(a, dtype))
+    return Zhang(data=device_array(np.arange(n)), dim=1, a=device_array(a, dtype))
 
 
 ENTRY = Builtin(
