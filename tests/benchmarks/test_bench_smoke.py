@@ -122,6 +122,8 @@ def test_apt_expert_baseline_computes_the_same_errors():
         lambda k: jax.random.randint(k, (256, 4), 0, 10),
         lambda k: jax.random.permutation(k, 11),
         lambda k: jax.random.bits(k, (5,), jnp.uint8),
+        lambda k: jax.random.key_data(jax.random.split(k, (3, 2))),
+        lambda k: jax.random.key_data(jax.random.split(k)),
     ],
 )
 def test_fused_threefry_draws_the_same_bits_as_jax(draw):

@@ -81,13 +81,26 @@ def _random_bits(key, bit_width, shape):
     return lax.convert_element_type(bits, {8: jnp.uint8, 16: jnp.uint16}[bit_width])
 
 
+def _split(key, shape):
+    from jax._src.random import threefry2x32 as _tf  # fallback path only
+
+    size = math.prod(shape)
+    if not jax.config.jax_threefry_partitionable or size >= 2**32:
+        return _tf.threefry_split(key, shape)
+    # Partitionable mode: new key i is the hash of counter i (hi/lo pair), C order. JAX's
+    # own split is a rolled loop (a while loop per draw of ``randint``, which splits).
+    lo = lax.iota(jnp.uint32, size).reshape(shape) if shape else jnp.zeros((), jnp.uint32)
+    b1, b2 = threefry2x32(key[0], key[1], jnp.zeros(shape, jnp.uint32), lo)
+    return jnp.stack([b1, b2], axis=b1.ndim)
+
+
 def _make_impl():
     from jax._src.random import threefry2x32 as _tf
 
     return jax.extend.random.define_prng_impl(
         key_shape=(2,),
         seed=_tf.threefry_seed,
-        split=_tf.threefry_split,
+        split=_split,
         random_bits=_random_bits,
         fold_in=_fold_in,
         name="adamjax_threefry2x32_fused",
