@@ -22,7 +22,8 @@ the process already held". The ``memory`` workload runs in fresh subprocesses
 and reports their true peak RSS (``getrusage``), at 10× fewer and the full steps.
 
 Options: ``--quick`` (small sizes, < 1 min), ``--only NAME[,NAME…]``, ``--out FILE``
-(JSON), ``--repeat K`` (warm calls per variant, best kept), ``--cap S`` (time cap per
+(JSON), ``--repeat K`` (warm calls per variant, best kept; also the rounds of fresh
+processes of the end-to-end rows, one round with ``--quick``), ``--cap S`` (time cap per
 scaling point). The theory layer's rows come from ``benchmarks/theory.py``
 (``bench_theory(quick)``) when that file exists.
 """
@@ -899,7 +900,7 @@ def suite_e2e(a) -> list[dict]:
     machine move by ±30 % between calls."""
     rows = []
     me = str(Path(__file__).resolve())
-    rounds = max(1, a.repeat)
+    rounds = 1 if a.quick else max(1, a.repeat)
     for kind in ("quad1d", "zhang"):
         load0 = _load()
         walls: dict[str, list] = {w: [] for w in ("adamjax", "expert", "block")}
@@ -939,8 +940,7 @@ def suite_e2e(a) -> list[dict]:
                     "vs_expert": ex / work_s,
                     "vs_block": bl / work_s,
                     "process_wall_s": wall,
-                    "spread": _rel_spread([w for w, _ in walls[which]]),
-                    "all_s": [round(w, 3) for w, _ in walls[which]],
+                    "walls": [round(w, 3) for w, _ in walls[which]],
                     "note": f"{size}; fresh process, cache off; best of {rounds}; "
                     f"process wall {wall:.1f} s",
                     "load": load,
@@ -957,20 +957,16 @@ def suite_e2e(a) -> list[dict]:
                         "value": min(vals),
                         "unit": "s",
                         "first_over_this": first / min(vals),
-                        "spread": _rel_spread(vals),
-                        "all_s": [round(v, 3) for v in vals],
+                        "walls": [round(v, 3) for v in vals],
                         "note": f"{size}; process wall incl. Python start, import, store; "
                         f"best of {rounds} fresh caches",
                         "load": load,
                     }
                 )
         for r in rows[-(5 if cli else 3) :]:
+            _spread(r)
             _print_row(r)
     return rows
-
-
-def _rel_spread(vals: list[float]) -> float | None:
-    return max(vals) / min(vals) - 1 if len(vals) > 1 else None
 
 
 def run_suite(a) -> list[dict]:
@@ -1132,7 +1128,12 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test, < 1 min)")
     ap.add_argument("--only", default="", help=f"comma list of: {', '.join(WORKLOADS)}")
     ap.add_argument("--out", default=None, help="write the rows and machine info as JSON")
-    ap.add_argument("--repeat", type=int, default=2, help="warm calls per variant (best kept)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="warm calls per variant, best kept (also the end-to-end rounds)",
+    )
     ap.add_argument("--cap", type=float, default=60.0, help="seconds cap per scaling point")
     ap.add_argument("--no-torch", action="store_true", help="skip the torch rows")
     ap.add_argument("--_memchild", default=None, help=argparse.SUPPRESS)

@@ -124,6 +124,9 @@ def test_apt_expert_baseline_computes_the_same_errors():
         lambda k: jax.random.bits(k, (5,), jnp.uint8),
         lambda k: jax.random.key_data(jax.random.split(k, (3, 2))),
         lambda k: jax.random.key_data(jax.random.split(k)),
+        lambda k: jax.random.key_data(jax.random.split(k, ())),
+        lambda k: jax.random.key_data(jax.random.split(k, (2, 0))),
+        lambda k: jax.random.bits(k, ()),
     ],
 )
 def test_fused_threefry_draws_the_same_bits_as_jax(draw):
@@ -138,13 +141,32 @@ def test_fused_threefry_draws_the_same_bits_as_jax(draw):
             )
 
 
-def test_fused_threefry_under_vmap():
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda k: jax.random.exponential(k, (64,)),
+        lambda k: jax.random.normal(k, (16, 5)),
+        lambda k: jax.random.randint(k, (32, 2), 0, 10),
+        lambda k: jax.random.permutation(k, 11),
+        lambda k: jax.random.bits(k, (5,), jnp.uint8),
+        lambda k: jax.random.bits(k, ()),
+        lambda k: jax.random.bits(k, (0, 3)),
+    ],
+)
+def test_fused_threefry_under_vmap(draw):
+    """The fused PRNG under one and two nested vmaps (batched keys, as in the engine)
+    draws the bits of jax.random."""
     keys = run_keys(0, np.arange(50))
 
-    def f(wrap):
-        return jax.vmap(lambda k: jax.random.exponential(jax.random.fold_in(wrap(k), 3), (64,)))
+    def f(wrap, nest):
+        g = lambda k: draw(jax.random.fold_in(wrap(k), 3))  # noqa: E731
+        for _ in range(nest):
+            g = jax.vmap(g)
+        return jax.jit(g)(keys.reshape(50, 1, 2) if nest == 2 else keys)
 
-    np.testing.assert_array_equal(np.asarray(f(lambda k: k)(keys)), np.asarray(f(fused_key)(keys)))
+    for nest in (1, 2):
+        want = np.asarray(f(lambda k: k, nest))
+        np.testing.assert_array_equal(want, np.asarray(f(fused_key, nest)))
 
 
 def test_engine_and_bench_need_neither_zarr_nor_tomli_w():

@@ -69,3 +69,6 @@ def test_run_keys_on_the_host_are_jax_fold_in(seed):
     np.testing.assert_array_equal(got, np.asarray(want))
     np.testing.assert_array_equal(one, got[2])
     assert adamjax.run_keys(seed, [[1, 2]]).shape == (1, 2, 2)
+    for bad in (-1, 2**32, 2.5, [0, 2**40]):
+        with pytest.raises(adamjax.SpecError, match="run_index"):
+            adamjax.run_keys(seed, bad)

@@ -13,7 +13,7 @@ also what JAX itself emits on GPU).
 ``threefry2x32`` (in the default ``jax_threefry_partitionable=True`` mode; the
 other mode delegates to JAX): every distribution drawn through it (uniform,
 exponential, normal, randint, permutation, …) is bit-identical to the default
-implementation. ``tests/test_bench_smoke.py`` checks this.
+implementation. ``tests/benchmarks/test_bench_smoke.py`` checks this.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def threefry2x32(k1, k2, x1, x2):
     """The Threefry-2x32 hash (20 rounds) of the counter pair (x1, x2) under key (k1, k2).
 
     Works on uint32 JAX arrays (traced: fuses into one elementwise loop) and on uint32
-    NumPy arrays (wrapping arithmetic), with the same bits.
+    NumPy arrays of at least one dimension (wrapping arithmetic; NumPy scalars would warn
+    on overflow), with the same bits. Unsigned ``>>`` is the logical shift in both.
     """
     ks = (k1, k2, k1 ^ k2 ^ _PARITY)
     x1 = x1 + ks[0]

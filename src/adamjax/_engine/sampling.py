@@ -67,13 +67,18 @@ def run_keys(seed: int, run_index) -> UInt32[np.ndarray, "*runs 2"]:
 
     Args:
         seed: the spec's seed, 0 ≤ seed < 2**64.
-        run_index: global run indices (any integer array-like, taken modulo 2**32).
+        run_index: global run indices, integers in [0, 2**32).
 
     Returns:
-        Raw uint32 threefry keys, shape ``(*run_index.shape, 2)``.
+        Raw uint32 threefry keys (a NumPy array), shape ``(*run_index.shape, 2)``.
     """
     k = _seed_words(seed)
-    d = np.asarray(run_index).astype(np.uint32)
+    a = np.asarray(run_index)
+    if a.size and (not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= 2**32):
+        raise SpecError(
+            f"run_index: must be integers in [0, 2**32) (got {a.dtype}, e.g. {a.flat[0]})"
+        )
+    d = a.astype(np.uint32)
     flat = d.reshape(-1)  # arrays, not NumPy scalars: their arithmetic wraps silently
     o1, o2 = threefry2x32(k[0], k[1], np.zeros_like(flat), flat)
     return np.stack([o1, o2], axis=-1).reshape(*d.shape, 2)

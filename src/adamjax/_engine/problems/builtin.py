@@ -14,12 +14,13 @@ from .base import Problem
 
 
 def device_array(x, dtype=None) -> jax.Array:
-    """``jnp.asarray(x, dtype)`` of host values without compiling anything.
+    """A device array of host values ``x`` in ``dtype``, without compiling anything.
 
-    The values are converted in NumPy and transferred with ``jax.device_put``
-    (canonical dtype, as ``jnp.asarray``): ``jnp.asarray`` compiles a small program
-    for every new shape and dtype, 20–80 ms each when nothing is cached, which a
-    small sweep pays for every array of its problem.
+    The values are converted in NumPy (``np.asarray(x, dtype)``: a strong dtype, NumPy's
+    casting, no overflow check) and transferred with ``jax.device_put``, which gives
+    64-bit values JAX's canonical dtype (32-bit without x64). ``jnp.asarray`` would
+    compile a small program for every new shape and dtype, 20–80 ms each when nothing
+    is cached, which a small sweep pays for every array of its problem.
     """
     return jax.device_put(np.asarray(x, dtype))
 
