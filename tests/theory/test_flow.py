@@ -64,3 +64,16 @@ def test_fixed_step_solver():
     b = flow(vf, jnp.array([[2.0]], F64), ts, rtol=1e-10, atol=1e-12)
     assert a.ok.all()
     np.testing.assert_allclose(a.ys, b.ys, atol=1e-5)
+
+
+def test_flow_progress_bar_shows_the_solve_and_changes_nothing(capsys):
+    """``progress=True``: diffrax's meter draws a bar of the (slowest) solve in t; the
+    values and step counts are those of the solve without it."""
+    vf = vector_field(_quad("none"), b1=0.9, b2=0.99, eps=0.1)
+    starts, ts = jnp.array([[0.5], [3.0]], F64), jnp.linspace(0.0, 0.4, 5)
+    with_bar = flow(vf, starts, ts, rtol=1e-10, atol=1e-12, progress=True)
+    assert "100.00%" in capsys.readouterr().err
+    plain = flow(vf, starts, ts, rtol=1e-10, atol=1e-12)
+    assert capsys.readouterr().err == ""
+    np.testing.assert_array_equal(with_bar.ys, plain.ys)
+    np.testing.assert_array_equal(with_bar.num_steps, plain.num_steps)

@@ -8,6 +8,18 @@ import sys
 import time
 
 
+def resolve_mode(mode: bool | str | None) -> str:
+    """``"bar"``, ``"log"`` or ``"off"`` for a ``progress`` argument: None is a bar on a
+    terminal and log lines otherwise, True a bar, False nothing."""
+    if mode is None:
+        return "bar" if sys.stderr.isatty() else "log"
+    if mode is True:
+        return "bar"
+    if mode is False:
+        return "off"
+    return mode
+
+
 class Progress:
     """Progress in run-steps (or another ``unit``): a tqdm bar (rate, ETA) on a terminal,
     plain log lines every ``ADAMJAX_LOG_INTERVAL`` seconds (default 10) otherwise.
@@ -29,13 +41,7 @@ class Progress:
         self.start_done = self.logged = self.done
         self.t0 = self.last = time.monotonic()
         self.interval = float(os.environ.get("ADAMJAX_LOG_INTERVAL", interval or 10.0))
-        if mode is None:
-            mode = "bar" if sys.stderr.isatty() else "log"
-        elif mode is True:
-            mode = "bar"
-        elif mode is False:
-            mode = "off"
-        self.mode = mode
+        self.mode = mode = resolve_mode(mode)
         self.bar = None
         if mode == "bar":
             from tqdm.auto import tqdm

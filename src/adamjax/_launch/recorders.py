@@ -26,7 +26,7 @@ from .._engine.simulate import Observer, RunResult
 from .._theory.apt import FieldOptions, apt_errors_from, apt_prepare, window_starts
 from .._theory.decay import fit_decay
 from .._theory.vector_field import FIELD_OPTIMIZERS, min_samples
-from .progress import Progress
+from .progress import Progress, resolve_mode
 
 
 class Recorder(abc.ABC):
@@ -136,6 +136,7 @@ class APTRecorder(Recorder):
                     self.options,
                     chunk=g.chunk,
                     progress=show,
+                    flow_bar=show.flow_bar,
                 )
                 out.append((obs, args))
         finally:
@@ -214,6 +215,8 @@ class _StageProgress:
     def __init__(self, name: str, mode):
         self.name, self.mode = name, mode
         self.stage, self.bar, self.done = None, None, 0
+        # A terminal bar inside each batch of flows too (the stage bar moves between batches).
+        self.flow_bar = resolve_mode(mode) == "bar"
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage != self.stage:

@@ -400,12 +400,14 @@ def apt_prepare(
     opts: FieldOptions | None = None,
     chunk: int | None = None,
     progress=None,
+    flow_bar: bool = False,
 ):
     """Pass 1 and the flows: returns ``(observer, obs_args, samples_used)`` for pass 2.
 
     ``progress(stage, done, total)``, if given, is called as the work advances: stage
     ``"pass 1"`` in run-steps, ``"field"`` in vector fields built (one per distinct
-    (β1, β2, ε, ε_root) of the runs), ``"flows"`` in flows integrated.
+    (β1, β2, ε, ε_root) of the runs), ``"flows"`` in flows integrated. ``flow_bar``: also
+    a terminal bar inside each batch of flows (see ``flow.flows_batched``).
     """
     opts = FieldOptions() if opts is None else opts
     report = progress or (lambda stage, done, total: None)
@@ -453,7 +455,13 @@ def apt_prepare(
     for (field, vf), rows in zip(fields, rows_of, strict=True):
         st = np.where(good[rows][..., None], th[rows], 0.0).reshape(-1, d)
         y, fine, se = flows_batched(
-            field, st, ts, opts, dt, lambda n, base=done: report("flows", base + n, R * J)
+            field,
+            st,
+            ts,
+            opts,
+            dt,
+            lambda n, base=done: report("flows", base + n, R * J),
+            bar=flow_bar,
         )
         done += len(st)
         y = y.reshape(len(rows), J, K, d)

@@ -58,13 +58,16 @@ def _value_fn(field):
 
 
 @eqx.filter_jit
-def _solve(field, y0, ts, solver: str, rtol, atol, dt0, max_steps: int, adaptive: bool):
+def _solve(field, y0, ts, solver: str, rtol, atol, dt0, max_steps: int, adaptive: bool, bar: bool):
     import diffrax
 
     fv = _value_fn(field)
     term = diffrax.ODETerm(lambda t, y, args: -fv(y))
     t1 = ts[-1]
     ctrl = diffrax.PIDController(rtol=rtol, atol=atol) if adaptive else diffrax.ConstantStepSize()
+    # Under vmap diffrax's meter shows the slowest start's progress in t (a callback every
+    # ``refresh_steps`` solver steps; the values do not change).
+    meter = diffrax.TqdmProgressMeter(refresh_steps=50) if bar else diffrax.NoProgressMeter()
 
     def one(y):
         sol = diffrax.diffeqsolve(
@@ -78,6 +81,7 @@ def _solve(field, y0, ts, solver: str, rtol, atol, dt0, max_steps: int, adaptive
             stepsize_controller=ctrl,
             max_steps=max_steps,
             throw=False,
+            progress_meter=meter,
         )
         ok = diffrax.is_successful(sol.result)
         ys = jnp.where(ok, sol.ys, jnp.nan)
@@ -96,6 +100,7 @@ def flow(
     atol: float = 1e-10,
     dt0: float | None = None,
     max_steps: int = 4096,
+    progress: bool = False,
 ) -> FlowResult:
     """Φ_t(θ0) of the Adam ODE θ'(t) = −f(θ(t)) for every start and every time.
 
@@ -112,6 +117,8 @@ def flow(
             or ``euler``; pass ``dt0`` with ``rtol=None`` for fixed steps.
         max_steps: solver steps per start; a start that needs more is flagged
             (``ok`` False, values NaN), never raised.
+        progress: show a terminal bar of the solve (how far in t the slowest start is;
+            diffrax's ``TqdmProgressMeter``). The values are the same either way.
 
     Returns:
         A :class:`FlowResult`: ``ys`` (…, len(ts), dim), ``ok`` (…), ``num_steps`` (…).
@@ -139,7 +146,9 @@ def flow(
     flat = theta0.reshape(-1, d)
     r = jnp.asarray(rtol if adaptive else 0.0, theta0.dtype)
     a = jnp.asarray(atol if adaptive else 0.0, theta0.dtype)
-    ys, ok, steps = _solve(field, flat, ts, solver, r, a, dt0, int(max_steps), adaptive)
+    ys, ok, steps = _solve(
+        field, flat, ts, solver, r, a, dt0, int(max_steps), adaptive, bool(progress)
+    )
     ys = np.asarray(ys).reshape(*lead, ts.shape[0], d)
     return FlowResult(
         ys=ys if restore is None else jax.tree_util.tree_map(np.asarray, restore(ys)),
@@ -154,11 +163,12 @@ FLOW_BATCH = 4096
 FLOW_BATCH_BYTES = 2**28  # the field's working memory per call, over all its flows
 
 
-def flows_batched(field, starts: np.ndarray, ts, opts, dt, tick):
+def flows_batched(field, starts: np.ndarray, ts, opts, dt, tick, bar: bool = False):
     """Flows from ``starts`` (P, d) in calls of :data:`FLOW_BATCH` (padded: one shape), with
     the solver options of ``opts`` (``solver``, ``rtol``, ``atol``, ``max_steps``);
-    ``tick(done)`` after each call. Returns values (P, K, d) (NaN where the solve
-    failed), success (P,) and the field's SE at the starts (P, d)."""
+    ``tick(done)`` after each call, and with ``bar`` a terminal bar of each call's solve
+    (a stiff batch otherwise shows no progress until it ends). Returns values (P, K, d)
+    (NaN where the solve failed), success (P,) and the field's SE at the starts (P, d)."""
     P = len(starts)
     # Under diffrax's vmap every start evaluates the field at once: bound the batch by
     # the field's memory per evaluation.
@@ -179,6 +189,7 @@ def flows_batched(field, starts: np.ndarray, ts, opts, dt, tick):
             rtol=opts.rtol,
             atol=opts.atol,
             max_steps=opts.max_steps,
+            progress=bar,
         )
         n = nb - pad
         ys.append(np.asarray(sol.ys)[:n])
