@@ -29,6 +29,8 @@ import jax
 from .errors import SpecError
 
 ENV = "ADAMJAX_CPU_DEVICES"
+# The values that turn an adamjax setting off (this one and ADAMJAX_COMPILATION_CACHE).
+OFF_VALUES = ("off", "0", "false", "no", "none")
 _XLA_FLAG = "xla_force_host_platform_device_count"
 # Beyond this, more devices only pad small sweeps (every device gets ≥ 128 runs).
 MAX_DEVICES = 64
@@ -64,7 +66,7 @@ def requested_cpu_devices() -> int | None:
     value = os.environ.get(ENV, "auto").strip().lower()
     if value in ("", "auto"):
         n = min(cpu_cores(), MAX_DEVICES)
-    elif value in ("off", "0", "false", "no", "none"):
+    elif value in OFF_VALUES:
         return None
     else:
         try:

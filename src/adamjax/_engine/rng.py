@@ -62,16 +62,24 @@ def _fold_in(key, data):
     return jnp.concatenate([o1, o2])
 
 
+def _hash_counters(key, shape):
+    """The hash of counter i for every i < prod(shape) (C order), as in JAX's
+    partitionable mode: the counter as a 64-bit (hi, lo) pair; None where that mode is
+    off or the counters need more than 32 bits (then JAX's own implementation serves)."""
+    size = math.prod(shape)
+    if not jax.config.jax_threefry_partitionable or size >= 2**32:
+        return None
+    lo = lax.iota(jnp.uint32, size).reshape(shape) if shape else jnp.zeros((), jnp.uint32)
+    return threefry2x32(key[0], key[1], jnp.zeros(shape, jnp.uint32), lo)
+
+
 def _random_bits(key, bit_width, shape):
     from jax._src.random import threefry2x32 as _tf  # fallback paths only
 
-    size = math.prod(shape)
-    if not jax.config.jax_threefry_partitionable or size >= 2**32:
+    hashed = _hash_counters(key, shape)
+    if hashed is None:
         return _tf.threefry_random_bits(key, bit_width, shape)
-    # Partitionable mode: counter i (as a 64-bit hi/lo pair) per output, C-order iota.
-    lo = lax.iota(jnp.uint32, size).reshape(shape) if shape else jnp.zeros((), jnp.uint32)
-    hi = jnp.zeros(shape, jnp.uint32)
-    b1, b2 = threefry2x32(key[0], key[1], hi, lo)
+    b1, b2 = hashed
     if bit_width == 64:
         b1 = lax.convert_element_type(b1, jnp.uint64)
         b2 = lax.convert_element_type(b2, jnp.uint64)
@@ -85,13 +93,12 @@ def _random_bits(key, bit_width, shape):
 def _split(key, shape):
     from jax._src.random import threefry2x32 as _tf  # fallback path only
 
-    size = math.prod(shape)
-    if not jax.config.jax_threefry_partitionable or size >= 2**32:
+    # New key i is the hash of counter i. JAX's own split is a rolled loop (a while loop
+    # per draw of ``randint``, which splits).
+    hashed = _hash_counters(key, shape)
+    if hashed is None:
         return _tf.threefry_split(key, shape)
-    # Partitionable mode: new key i is the hash of counter i (hi/lo pair), C order. JAX's
-    # own split is a rolled loop (a while loop per draw of ``randint``, which splits).
-    lo = lax.iota(jnp.uint32, size).reshape(shape) if shape else jnp.zeros((), jnp.uint32)
-    b1, b2 = threefry2x32(key[0], key[1], jnp.zeros(shape, jnp.uint32), lo)
+    b1, b2 = hashed
     return jnp.stack([b1, b2], axis=b1.ndim)
 
 

@@ -47,7 +47,8 @@ def seed_key(seed: int) -> jax.Array:
     low 32 bits (seed 2**32 would give the streams of seed 0). For seeds < 2**32 it is
     ``PRNGKey(seed)`` in both modes.
     """
-    return jnp.asarray(_seed_words(seed))
+    # device_put, not jnp.asarray: no small program compiled for the transfer.
+    return jax.device_put(_seed_words(seed))
 
 
 def _seed_words(seed: int) -> np.ndarray:

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import jax
 
+from .._engine.devices import OFF_VALUES
+
 ENV = "ADAMJAX_COMPILATION_CACHE"
-_OFF = ("off", "0", "false", "no", "none")
+_OFF = OFF_VALUES
 # Programs that compile faster than this are not written (JAX's default is 1 s; most
 # of adamjax's compile in 0.3–3 s on a CPU, and loading one takes milliseconds).
 MIN_COMPILE_SECONDS = 0.2
