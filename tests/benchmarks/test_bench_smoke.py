@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark suite (no timing assertions) and of the fused threefry RNG.
+"""Smoke test of the benchmark suite (no timing assertions).
 
 The bench runs in ``--quick`` mode on the 1-D workload only; the test checks that
 the table has the expected rows and sane fields.
@@ -13,11 +13,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import adamjax
-from adamjax import run_keys
-from adamjax._engine.rng import fused_key
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
 
@@ -109,64 +106,6 @@ def test_apt_expert_baseline_computes_the_same_errors():
     for r in rows:
         assert r["runs"] == 8 and r["steps"] == 2000 and r["run_steps_per_s"] > 0
         assert r["compile_s"] >= 0
-
-
-@pytest.mark.parametrize(
-    "draw",
-    [
-        lambda k: jax.random.bits(k, (7, 3)),
-        lambda k: jax.random.uniform(k, (33,)),
-        lambda k: jax.random.exponential(k, (256, 1, 1)),
-        lambda k: jax.random.normal(k, (16, 5)),
-        lambda k: jax.random.rademacher(k, (9,), jnp.float32),
-        lambda k: jax.random.randint(k, (256, 4), 0, 10),
-        lambda k: jax.random.permutation(k, 11),
-        lambda k: jax.random.bits(k, (5,), jnp.uint8),
-        lambda k: jax.random.key_data(jax.random.split(k, (3, 2))),
-        lambda k: jax.random.key_data(jax.random.split(k)),
-        lambda k: jax.random.key_data(jax.random.split(k, ())),
-        lambda k: jax.random.key_data(jax.random.split(k, (2, 0))),
-        lambda k: jax.random.bits(k, ()),
-    ],
-)
-def test_fused_threefry_draws_the_same_bits_as_jax(draw):
-    raw = run_keys(3, np.arange(4))
-    for i in range(4):
-        for b in (0, 5, 123456):
-            k = jax.random.fold_in(raw[i], b)
-            fk = jax.random.fold_in(fused_key(raw[i]), b)
-            np.testing.assert_array_equal(np.asarray(jax.random.key_data(fk)), np.asarray(k))
-            np.testing.assert_array_equal(
-                np.asarray(jax.jit(draw)(fk)), np.asarray(jax.jit(draw)(k))
-            )
-
-
-@pytest.mark.parametrize(
-    "draw",
-    [
-        lambda k: jax.random.exponential(k, (64,)),
-        lambda k: jax.random.normal(k, (16, 5)),
-        lambda k: jax.random.randint(k, (32, 2), 0, 10),
-        lambda k: jax.random.permutation(k, 11),
-        lambda k: jax.random.bits(k, (5,), jnp.uint8),
-        lambda k: jax.random.bits(k, ()),
-        lambda k: jax.random.bits(k, (0, 3)),
-    ],
-)
-def test_fused_threefry_under_vmap(draw):
-    """The fused PRNG under one and two nested vmaps (batched keys, as in the engine)
-    draws the bits of jax.random."""
-    keys = run_keys(0, np.arange(50))
-
-    def f(wrap, nest):
-        g = lambda k: draw(jax.random.fold_in(wrap(k), 3))  # noqa: E731
-        for _ in range(nest):
-            g = jax.vmap(g)
-        return jax.jit(g)(keys.reshape(50, 1, 2) if nest == 2 else keys)
-
-    for nest in (1, 2):
-        want = np.asarray(f(lambda k: k, nest))
-        np.testing.assert_array_equal(want, np.asarray(f(fused_key, nest)))
 
 
 def test_engine_and_bench_need_neither_zarr_nor_tomli_w():

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -73,12 +74,32 @@ def _hash_counters(key, shape):
     return threefry2x32(key[0], key[1], jnp.zeros(shape, jnp.uint32), lo)
 
 
-def _random_bits(key, bit_width, shape):
-    from jax._src.random import threefry2x32 as _tf  # fallback paths only
+def _default_key(key):
+    # The same raw key under JAX's own threefry: the fallback paths delegate to it.
+    return jax.random.wrap_key_data(key, impl="threefry2x32")
 
+
+def _seed(seed):
+    """JAX's threefry seed: a 64-bit seed bit-cast to (hi, lo), a 32-bit one padded with
+    a zero high word."""
+    seed = jnp.asarray(seed)
+    if seed.shape or not jnp.issubdtype(seed.dtype, jnp.integer):
+        raise TypeError(f"PRNG key seed must be an integer scalar; got {seed!r}")
+    if seed.dtype.itemsize == 8:
+        hi = lax.convert_element_type(
+            lax.shift_right_logical(seed, seed.dtype.type(32)), jnp.uint32
+        )
+    else:
+        hi = jnp.zeros((), jnp.uint32)
+    lo = lax.convert_element_type(seed, jnp.uint32)  # keeps the low 32 bits
+    return jnp.stack([hi, lo])
+
+
+def _random_bits(key, bit_width, shape):
     hashed = _hash_counters(key, shape)
     if hashed is None:
-        return _tf.threefry_random_bits(key, bit_width, shape)
+        dtype = {8: jnp.uint8, 16: jnp.uint16, 32: jnp.uint32, 64: jnp.uint64}[bit_width]
+        return jax.random.bits(_default_key(key), shape, dtype)
     b1, b2 = hashed
     if bit_width == 64:
         b1 = lax.convert_element_type(b1, jnp.uint64)
@@ -91,23 +112,19 @@ def _random_bits(key, bit_width, shape):
 
 
 def _split(key, shape):
-    from jax._src.random import threefry2x32 as _tf  # fallback path only
-
     # New key i is the hash of counter i. JAX's own split is a rolled loop (a while loop
     # per draw of ``randint``, which splits).
     hashed = _hash_counters(key, shape)
     if hashed is None:
-        return _tf.threefry_split(key, shape)
+        return jax.random.key_data(jax.random.split(_default_key(key), shape))
     b1, b2 = hashed
     return jnp.stack([b1, b2], axis=b1.ndim)
 
 
 def _make_impl():
-    from jax._src.random import threefry2x32 as _tf
-
     return jax.extend.random.define_prng_impl(
         key_shape=(2,),
-        seed=_tf.threefry_seed,
+        seed=_seed,
         split=_split,
         random_bits=_random_bits,
         fold_in=_fold_in,
