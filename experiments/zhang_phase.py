@@ -147,7 +147,7 @@ def make(spec: dict, fig: dict, scale: str):
             ax.set_title(
                 f"n = {n}, {s} sampling: {100 * area[k]:.0f}% of the grid diverging\n"
                 f"prediction agrees in {100 * a:.0f}% of {m} decided cells\ncritical β2 at "
-                f"β1 = 0: field {c:.3f} ± {cse:.3f}, simulated [{lo:.3g}, {hi:.3g}]",
+                f"β1 = 0: field {c:.3f} ± {cse:.1g}, simulated [{lo:.3g}, {hi:.3g}]",
                 fontsize=8.5,
             )
     h, lab = axes[0, 0].get_legend_handles_labels()

@@ -13,7 +13,7 @@ also what JAX itself emits on GPU).
 ``threefry2x32`` (in the default ``jax_threefry_partitionable=True`` mode; the
 other mode delegates to JAX): every distribution drawn through it (uniform,
 exponential, normal, randint, permutation, …) is bit-identical to the default
-implementation. ``tests/benchmarks/test_bench_smoke.py`` checks this.
+implementation. ``tests/engine/test_rng.py`` checks this.
 """
 
 from __future__ import annotations
