@@ -66,10 +66,60 @@ def test_summary(case):
     table = adamjax.summary_table(ds, s)
     assert len(table.splitlines()) >= 1 + int(np.prod([ds.sizes[a] for a in axes]))
     if "optimizer.b1" in axes and "optimizer.b2" in axes:
-        # β2 = 0.3 diverges, β2 = 0.99 converges at every β1: critical β2 = 0.99 or 0.9.
-        cb = s["critical_b2"]
+        # β2 = 0.3 diverges, β2 = 0.99 converges at every β1: critical β2 = 0.99 or 0.9,
+        # and the swept β2 below it is the one before it in the sweep.
+        cb, below = s["critical_b2"], s["critical_b2_below"]
         assert np.all((cb.values >= 0.9) & (cb.values <= 0.99)), cb.values
+        swept = np.sort(ds["optimizer.b2"].values)
+        prev = swept[np.searchsorted(swept, cb.values) - 1]
+        np.testing.assert_array_equal(below.values, prev)
         assert "critical β2" in table
+        assert f"({prev.flat[0]:g}, {cb.values.flat[0]:g}]" in table
+    if "apt_error" in ds:
+        # Independent of summary's code: the median over seeds of each window.
+        med = np.nanmedian(ds["apt_error"].values, axis=0)
+        done = np.flatnonzero(np.isfinite(med))
+        assert float(s["apt_first"]) == pytest.approx(med[done[0]])
+        assert float(s["apt_last"]) == pytest.approx(med[done[-1]])
+        assert int(s["apt_last_n"]) == int(ds["window_start"].values[done[-1]])
+        assert "APT error" in table and f"{float(s['apt_last']):.3g}" in table
+
+
+def _fake_sweep(converges):
+    """A results dataset with the variables ``summary`` reads: ``converges(b1, b2)``
+    decides every seed's outcome."""
+    import xarray as xr
+
+    b1, b2 = [0.0, 0.9], [0.3, 0.6, 0.9]
+    oc = np.array([[[0 if converges(x, y) else 1] * 3 for y in b2] for x in b1], np.int8)
+    dims = ("optimizer.b1", "optimizer.b2", "seed")
+    return xr.Dataset(
+        {
+            "outcome": (dims, oc),
+            "diverged": (dims, np.zeros(oc.shape, bool)),
+            "loss_final": (dims, np.ones(oc.shape)),
+            "theta_final": ((*dims, "dim"), np.zeros((*oc.shape, 1))),
+        },
+        coords={"optimizer.b1": b1, "optimizer.b2": b2},
+    )
+
+
+@pytest.mark.parametrize(
+    "converges, want",
+    [
+        # Every swept β2 converges: the threshold is only bounded above.
+        (lambda b1, b2: True, ["β1=0: ≤ 0.3", "β1=0.9: ≤ 0.3*", "outside the ODE theory"]),
+        (lambda b1, b2: b2 >= 0.6, ["β1=0: (0.3, 0.6]", "β1=0.9: (0.3, 0.6]*"]),
+        (lambda b1, b2: b1 == 0.0, ["β1=0: ≤ 0.3", "β1=0.9: none (> 0.9)"]),
+    ],
+)
+def test_critical_b2_table_states_the_bracket(converges, want):
+    ds = _fake_sweep(converges)
+    table = adamjax.summary_table(ds, adamjax.summary(ds))
+    for w in want:
+        assert w in table, table
+    if not any("*" in w for w in want):
+        assert "outside the ODE theory" not in table
 
 
 def test_plot(case, tmp_path):

@@ -1,10 +1,11 @@
-"""What a sweep says, per grid point: outcome fractions, losses, gaps, limits, critical β2.
+"""What a sweep says, per grid point: outcome fractions, losses, gaps, limits, APT errors,
+critical β2.
 
 :func:`summary` reduces a results dataset over ``seed`` to one row per grid point;
 :func:`critical_b2` finds, for a (β1, β2) sweep, the smallest swept β2 from which
 every larger swept β2 converges (a grid point converges when more than half of its
-runs have ``outcome`` converged). :func:`summary_table` prints it for the CLI
-(``adamjax summary``).
+runs have ``outcome`` converged) — the threshold lies between the swept β2 below it
+and it. :func:`summary_table` prints it for the CLI (``adamjax summary``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,13 @@ def summary(ds):
     the sweep axes with the fractions of runs ``converged``, ``diverging``,
     ``undecided`` and ``diverged`` (numeric blow-up), the median and quartiles of
     ``loss_final`` (and of ``gap_final`` where the minimiser is known), the mean
-    limit ``limit_mean`` (…, dim) with its standard error ``limit_se``, and, for a
-    sweep of both β1 and β2, ``critical_b2`` over the other axes (see
-    :func:`critical_b2`)."""
+    limit ``limit_mean`` (…, dim) with its standard error ``limit_se``; with ``[flow]``
+    the median APT error over the seeds at the first and at the last window whose median
+    is finite (``apt_first``, ``apt_last``, their window starts ``apt_first_n``,
+    ``apt_last_n``) and the decay exponent; and, for a sweep of both β1 and β2,
+    ``critical_b2`` over the other axes with ``critical_b2_below``, the largest swept β2
+    below it (the threshold lies in (below, critical]; NaN: every swept β2 converges)
+    (see :func:`critical_b2`)."""
     import xarray as xr
 
     out = xr.Dataset(coords={d: ds[d] for d in sweep_axes(ds)})
@@ -58,6 +63,8 @@ def summary(ds):
         base, _, stat = k.partition("_")
         long_name = _LONG.get(base, k) + (f" ({_STAT[stat]})" if stat in _STAT else "")
         out[k].attrs = {"long_name": long_name, "units": "1"}
+    if "apt_error" in ds:
+        _apt(ds, out)
     if B1 in out.dims and B2 in out.dims:
         out["critical_b2"] = critical_b2(out["converged"])
         out["critical_b2"].attrs = {
@@ -66,7 +73,50 @@ def summary(ds):
             "description": "smallest swept β2 from which every larger swept β2 converges "
             "(more than half of the runs converged); NaN: none",
         }
+        out["critical_b2_below"] = _swept_below(out["critical_b2"], out[B2].values)
+        out["critical_b2_below"].attrs = {
+            "long_name": "largest swept β2 below the critical β2",
+            "units": "1",
+            "description": "the threshold lies in (critical_b2_below, critical_b2]; NaN: "
+            "the smallest swept β2 already converges (the threshold is ≤ critical_b2)",
+        }
     return out
+
+
+def _apt(ds, out) -> None:
+    """Median APT error over the seeds at the first and the last window where it is
+    finite (windows a run did not complete are NaN), and the fitted decay exponent."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
+        med = ds["apt_error"].astype("float64").median("seed", skipna=True)
+    med = med.transpose(..., "window")
+    n = np.asarray(ds["window_start"].values, np.float64)
+    ok = np.isfinite(med.values)
+    first = np.where(ok.any(-1), ok.argmax(-1), -1)
+    last = np.where(ok.any(-1), ok.shape[-1] - 1 - np.flip(ok, -1).argmax(-1), -1)
+    lead = med.isel(window=0, drop=True)
+    for name, idx in (("first", first), ("last", last)):
+        take = np.maximum(idx, 0)
+        val = np.take_along_axis(med.values, take[..., None], -1)[..., 0]
+        out[f"apt_{name}"] = lead.copy(data=np.where(idx >= 0, val, np.nan))
+        out[f"apt_{name}"].attrs = {
+            "long_name": f"median APT error, {name} window with a finite median",
+            "units": "1",
+        }
+        out[f"apt_{name}_n"] = lead.copy(data=np.where(idx >= 0, n[take], np.nan))
+        out[f"apt_{name}_n"].attrs = {"long_name": "start n of that window", "units": "1"}
+    for k in ("apt_decay_exponent", "apt_decay_exponent_se"):
+        if k in ds:
+            out[k] = ds[k]
+
+
+def _swept_below(crit, b2):
+    """Per point of ``crit`` the largest value of ``b2`` below it (NaN: none, or crit NaN)."""
+    b2 = np.sort(np.asarray(b2, np.float64))
+    c = np.asarray(crit.values, np.float64)
+    i = np.searchsorted(b2, np.where(np.isnan(c), -np.inf, c)) - 1
+    below = np.where((i >= 0) & ~np.isnan(c), b2[np.maximum(i, 0)], np.nan)
+    return crit.copy(data=below)
 
 
 _STAT = {
@@ -131,21 +181,65 @@ def summary_table(ds, s) -> str:
     widths = [max(len(c), *(len(r[j]) for r in rows)) for j, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    if "apt_first" in s:
+        lines += ["", _apt_lines(s, axes)]
     if "critical_b2" in s:
-        lines.append("")
-        lines.append("critical β2 (smallest swept β2 from which every larger one converges):")
-        cb = s["critical_b2"]
-        other = [d for d in cb.dims if d != B1]
-        cbf = cb.stack(rest=other) if other else cb.expand_dims("rest")
-        for j in range(cbf.sizes["rest"]):
-            sub = cbf.isel(rest=j)
-            tag = ", ".join(f"{d} = {fmt_value(sub[d].item())}" for d in other)
-            vals = "  ".join(
-                f"β1={fmt_value(b)}: {'none' if np.isnan(v) else fmt_value(v)}"
-                for b, v in zip(sub[B1].values, sub.values, strict=True)
-            )
-            lines.append(f"  {tag + ': ' if tag else ''}{vals}")
+        lines += ["", *_critical_lines(s)]
     return "\n".join(lines)
+
+
+def _apt_lines(s, axes) -> str:
+    """The APT errors per grid point: first → last window, and the decay exponent."""
+    head = "APT error (median over seeds), first → last window, decay exponent ± SE:"
+    flat = s.stack(point=axes) if axes else s.expand_dims("point")
+    rows = [head]
+    for i in range(flat.sizes["point"]):
+        p = flat.isel(point=i)
+        tag = ", ".join(f"{a} = {fmt_value(p[a].item())}" for a in axes)
+        a, b = float(p["apt_first"]), float(p["apt_last"])
+        if np.isnan(a):
+            txt = "no completed window"
+        else:
+            na, nb = int(p["apt_first_n"]), int(p["apt_last_n"])
+            txt = f"{a:.3g} (n = {na}) → {b:.3g} (n = {nb})"
+            if "apt_decay_exponent" in p and np.isfinite(float(p["apt_decay_exponent"])):
+                e, se = float(p["apt_decay_exponent"]), float(p["apt_decay_exponent_se"])
+                txt += f", exponent {e:+.3f} ± {se:.2g}"
+        rows.append(f"  {tag + ': ' if tag else ''}{txt}")
+    return "\n".join(rows)
+
+
+def _critical_lines(s) -> list[str]:
+    """Per β1 (and value of the other axes) where the critical β2 lies among the swept
+    values, flagged where it is outside the theory (β1² ≥ β2)."""
+    lines = ["critical β2 (between the largest swept β2 that does not converge and the"]
+    lines.append("smallest from which every larger one converges; ≤: all swept converge):")
+    cb, below = s["critical_b2"], s["critical_b2_below"]
+    lo_swept = float(np.min(s[B2].values))
+    hi_swept = float(np.max(s[B2].values))
+    other = [d for d in cb.dims if d != B1]
+    cbf = cb.stack(rest=other) if other else cb.expand_dims("rest")
+    blf = below.stack(rest=other) if other else below.expand_dims("rest")
+    outside = False
+    for j in range(cbf.sizes["rest"]):
+        sub, bl = cbf.isel(rest=j), blf.isel(rest=j)
+        tag = ", ".join(f"{d} = {fmt_value(sub[d].item())}" for d in other)
+        vals = []
+        for b1, c, lo in zip(sub[B1].values, sub.values, bl.values, strict=True):
+            if np.isnan(c):
+                txt = f"none (> {fmt_value(hi_swept)})"
+            elif np.isnan(lo):
+                txt = f"≤ {fmt_value(lo_swept)}"
+            else:
+                txt = f"({fmt_value(float(lo))}, {fmt_value(float(c))}]"
+            if not np.isnan(c) and float(b1) ** 2 >= c:
+                txt += "*"
+                outside = True
+            vals.append(f"β1={fmt_value(float(b1))}: {txt}")
+        lines.append(f"  {tag + ': ' if tag else ''}{'  '.join(vals)}")
+    if outside:
+        lines.append("  *: β1² ≥ β2 there, outside the ODE theory (α < √β)")
+    return lines
 
 
 def _q(p, base) -> str:
