@@ -43,6 +43,8 @@ from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -550,10 +552,10 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _err("interrupted (resume with --resume)")
-        return 130
+        return EXIT_INTERRUPTED
     except _Terminated:
         _err("terminated (resume with --resume)")
-        return 128 + signal.SIGTERM
+        return EXIT_TERMINATED
     except BrokenPipeError:
         return 0
     except RuntimeError as e:
@@ -576,5 +578,17 @@ def main(argv=None) -> int:
             signal.signal(signal.SIGTERM, saved_term)
 
 
+def console() -> None:
+    """The ``adamjax`` command: :func:`main`, then exit. After Ctrl-C or SIGTERM it exits
+    at once: a normal exit would first wait for the XLA computation still running (a
+    batch of stiff flows can take minutes); what finished is already stored."""
+    code = main()
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console()

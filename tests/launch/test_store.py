@@ -5,6 +5,7 @@ mixing specs, bounded units."""
 import json
 import os
 import signal
+import subprocess
 import time
 
 import jax
@@ -16,7 +17,7 @@ import adamjax
 from adamjax import SpecError, make_plan
 from adamjax._launch import store as _store
 from adamjax._launch import sweep as _sweep
-from clihelp import popen, run_cli, write_spec
+from clihelp import cli_cmd, cli_env, popen, run_cli, write_spec
 from helpers import base_spec
 
 
@@ -352,3 +353,37 @@ def test_sigterm_and_sigint_are_one_line_and_resumable(tmp_path, sig, rc, word):
         xr.open_zarr(tmp_path / "ref" / "term" / "results.zarr"),
         xr.open_zarr(root / "results.zarr"),
     )
+
+
+def test_sigterm_during_a_long_flow_batch_exits_at_once(tmp_path):
+    """A batch of stiff flows (the regression network's: minutes) runs as one XLA call;
+    SIGTERM still ends the command within seconds, in one line, instead of after the
+    batch (the wait polls, and the command leaves without waiting for XLA)."""
+    spec = {
+        "name": "stiff",
+        "problem": {"kind": "regression"},
+        "optimizer": {"b1": 0.9, "b2": 0.999},
+        "schedule": {"c": 0.01, "r": 0.5},
+        "run": {"steps": 4000, "seeds": 4},
+        "flow": {"windows": 4, "target_se": 1e-3, "rtol": 1e-4, "atol": 1e-6},
+    }
+    write_spec(tmp_path / "stiff.toml", spec)
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        p = subprocess.Popen(
+            cli_cmd("run", "stiff.toml", "--out", "res", "--progress"),
+            cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err, text=True,
+        )  # fmt: skip
+        try:
+            assert _wait_for(lambda: "flow flows" in log.read_text(), p), log.read_text()
+            time.sleep(8.0)  # past the flows' compilation, inside the first batch
+            os.kill(p.pid, signal.SIGTERM)
+            t0 = time.monotonic()
+            p.wait(timeout=30)
+            waited = time.monotonic() - t0
+        finally:
+            p.kill()
+    text = log.read_text()
+    assert p.returncode == 143, text
+    assert text.splitlines()[-1] == "adamjax: error: terminated (resume with --resume)"
+    assert "Traceback" not in text and waited < 10, (waited, text)

@@ -10,5 +10,6 @@ Modules (imports point only down this list's dependencies, never up to
 * ``sampling``   — per-run keys and the iid / reshuffle / cyclic schemes;
 * ``problems``   — the problem classes, the built-ins and their registry;
 * ``simulate``   — one run → ``vmap`` → chunks; the :class:`Observer` hook;
-* ``shard``      — the per-chunk runner over local devices (``jax.shard_map``).
+* ``shard``      — the per-chunk runner over local devices (``jax.shard_map``);
+* ``ready``      — waiting for device results so that Ctrl-C / SIGTERM get through.
 """

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from .pytree import flatten, is_flat
+from .ready import ready
 from .shard import make_runner
 from .simulate import LANES, RunParams, RunResult, SimConfig, pad_runs, shares_powers
 
@@ -76,7 +77,7 @@ def simulate(
     for lo in range(0, n, chunk):
         hi = min(lo + chunk, n)
         part = pad_runs(_take(params, slice(lo, hi)), width)
-        res = runner(cfg, part)
+        res = ready(runner(cfg, part))  # interruptible while the chunk computes
         res = jax.tree_util.tree_map(lambda a, k=hi - lo: np.asarray(a)[:k], res)
         outs.append(res)
         if progress is not None:

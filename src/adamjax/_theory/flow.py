@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._engine.pytree import is_flat
+from .._engine.ready import call_interruptibly
 from .field import AbstractField
 from .hermite import central_slopes
 
@@ -146,8 +147,10 @@ def flow(
     flat = theta0.reshape(-1, d)
     r = jnp.asarray(rtol if adaptive else 0.0, theta0.dtype)
     a = jnp.asarray(atol if adaptive else 0.0, theta0.dtype)
-    ys, ok, steps = _solve(
-        field, flat, ts, solver, r, a, dt0, int(max_steps), adaptive, bool(progress)
+    # The solve executes synchronously (host callbacks): in a worker thread, so that
+    # Ctrl-C / SIGTERM get through while a (possibly stiff) batch integrates.
+    ys, ok, steps = call_interruptibly(
+        _solve, field, flat, ts, solver, r, a, dt0, int(max_steps), adaptive, bool(progress)
     )
     ys = np.asarray(ys).reshape(*lead, ts.shape[0], d)
     return FlowResult(
