@@ -125,3 +125,36 @@ def test_bom_and_folder(tmp_path):
     assert load_spec(path).spec["run"]["steps"] == 7
     with pytest.raises(SpecError, match="is a folder, not a TOML file"):
         load_spec(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "hint"),
+    [
+        ("optimizer.beta1", 0.9, '; did you mean "b1"?'),  # the optax / PyTorch name
+        ("optimizer.lr", 0.1, '; did you mean "schedule.c"?'),  # another table's key
+        ("run.sedds", 3, '; did you mean "seeds"?'),
+        ("optimzer", {"b1": 0.5}, '; did you mean "optimizer"?'),
+        ("problem.kind", "quadratc", '; did you mean "quadratic"?'),
+        ("sampling.scheme", "iis", '; did you mean "iid"?'),
+        ("problem.nosie", "gaussian", '; did you mean "noise"?'),
+        ("sweep.optimizer.beta2", [0.9], '; did you mean "optimizer.b2"?'),
+    ],
+)
+def test_mistyped_keys_and_values_get_a_hint(key, value, hint):
+    raw = base_spec()
+    table, _, name = key.partition(".")
+    if table == "sweep":
+        raw["sweep"] = {name: value}
+    elif name:
+        raw.setdefault(table, {})[name] = value
+    else:
+        raw[table] = value
+    with pytest.raises(SpecError) as e:
+        load_spec(raw)
+    assert str(e.value).endswith(hint), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_problem_kind_names_the_user_form():
+    with pytest.raises(SpecError, match='or "module:callable" for your own problem$'):
+        load_spec(base_spec(**{"problem.kind": "mymodule"}))

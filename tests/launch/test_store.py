@@ -375,7 +375,7 @@ def test_sigterm_during_a_long_flow_batch_exits_at_once(tmp_path):
             cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err, text=True,
         )  # fmt: skip
         try:
-            assert _wait_for(lambda: "flow flows" in log.read_text(), p), log.read_text()
+            assert _wait_for(lambda: "APT flows" in log.read_text(), p), log.read_text()
             time.sleep(8.0)  # past the flows' compilation, inside the first batch
             os.kill(p.pid, signal.SIGTERM)
             t0 = time.monotonic()

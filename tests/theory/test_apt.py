@@ -212,7 +212,7 @@ def test_flow_on_a_finite_sum_problem_with_progress(capsys):
     preparation reports progress."""
     ds = adamjax.run(_zhang_flow_spec(), progress="log")
     err = capsys.readouterr().err
-    for stage in ("flow pass 1", "flow field", "flow flows", "run-steps"):
+    for stage in ("APT pass 1", "APT vector fields", "APT flows", "APT pass 2", "run-steps"):
         assert stage in err, err
     assert ds.attrs["flow_failed"] == 0
     assert ds["flow_ok"].values.all() and np.isfinite(ds["apt_error"].values).all()

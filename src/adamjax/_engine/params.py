@@ -9,6 +9,7 @@ normalised one or raises :class:`~adamjax.SpecError` naming the key.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Callable
@@ -25,6 +26,31 @@ INT, FLOAT, STR, BOOL, FLOATS, ANY = "int", "float", "str", "bool", "float|list"
 def fmt(v) -> str:
     """A value as it would be written in the spec (strings quoted)."""
     return json.dumps(v) if isinstance(v, str) else repr(v)
+
+
+# What users coming from optax / PyTorch write for adamjax's names.
+_ALIASES = {
+    "beta1": "b1",
+    "beta2": "b2",
+    "betas": "b1",
+    "epsilon": "eps",
+    "lr": "schedule.c",
+    "learning_rate": "schedule.c",
+}
+
+
+def did_you_mean(name: str, known) -> str:
+    """``'; did you mean "b1"?'`` for the known name closest to a mistyped ``name``
+    (``beta1``, ``lr`` and other optax / PyTorch spellings included), else ``''``."""
+    known = list(known)
+    last = name.rpartition(".")[2]
+    alias = _ALIASES.get(last.lower())
+    if alias is not None and "." in alias:  # a key of another table
+        return f"; did you mean {fmt(alias)}?"
+    if alias is not None and (cand := name[: len(name) - len(last)] + alias) in known:
+        return f"; did you mean {fmt(cand)}?"
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    return f"; did you mean {fmt(close[0])}?" if close else ""
 
 
 @dataclass(frozen=True)
@@ -63,7 +89,8 @@ class one_of:  # noqa: N801
     def __call__(self, v):
         if v in self.options:
             return None
-        return f"must be one of {', '.join(self.options)}"
+        hint = did_you_mean(v, self.options) if isinstance(v, str) else ""
+        return f"must be one of {', '.join(self.options)}{hint}"
 
     def __str__(self):
         return ", ".join(f"`{o}`" for o in self.options)

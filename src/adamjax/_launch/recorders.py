@@ -211,6 +211,12 @@ class _StageProgress:
     """The APT preparation's progress (pass 1, field, flows) as one display per stage."""
 
     UNITS = {"pass 1": "run-step", "field": "field", "flows": "flow"}
+    # What each stage does, as its display says it (pass 2 is the run's own display).
+    LABELS = {
+        "pass 1": "APT pass 1 (runs to the window starts)",
+        "field": "APT vector fields",
+        "flows": "APT flows",
+    }
 
     def __init__(self, name: str, mode):
         self.name, self.mode = name, mode
@@ -223,7 +229,7 @@ class _StageProgress:
             self.close()
             self.stage, self.done = stage, 0
             self.bar = Progress(
-                total, 0, f"{self.name}: flow {stage}", self.mode, unit=self.UNITS[stage]
+                total, 0, f"{self.name}: {self.LABELS[stage]}", self.mode, unit=self.UNITS[stage]
             )
         if done > self.done:
             self.bar.update(done - self.done)

@@ -71,7 +71,10 @@ def run(
         return run_to_store(
             plan, out, progress=progress, resume=resume, force=force, explicit_chunk=explicit
         )
-    bar = Progress(plan.n_runs * plan.steps, 0, plan.spec["name"], mode)
+    desc = plan.spec["name"]
+    if plan.recorders:  # [flow]: this is the APT's second pass over the runs
+        desc += ": APT pass 2 (the runs, compared with the flows)"
+    bar = Progress(plan.n_runs * plan.steps, 0, desc, mode)
     try:
         flat = execute(plan, progress=bar.update)
     finally:

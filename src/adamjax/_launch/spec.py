@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._engine.errors import AssumptionWarning, SpecError, beta_warning_text
-from .._engine.params import ANY, Param, fmt, plain
+from .._engine.params import ANY, Param, did_you_mean, fmt, plain
 from .._engine.problems.registry import BUILTINS, problem_dim, resolve
 from .problems import OBJECT_KIND, is_user_kind
 from .schema import EXTRA_TABLES, NOT_SWEEPABLE, OPTIONAL_TABLES, SCHEMA, problem_params
@@ -45,6 +45,14 @@ def _param(key: str, kind: str):
             return Param(ANY)
         return BUILTINS[kind].params.get(name)
     return SCHEMA.get(table, {}).get(name) if table else None
+
+
+def _sweepable(kind: str) -> list[str]:
+    """The dotted keys a sweep may name (for hints on a mistyped one)."""
+    keys = [f"{t}.{k}" for t in SCHEMA if t and t != "problem" for k in SCHEMA[t]]
+    if kind in BUILTINS:
+        keys += [f"problem.{k}" for k in BUILTINS[kind].params]
+    return [k for k in keys if k not in NOT_SWEEPABLE]
 
 
 def read_spec(spec) -> tuple[dict, str | None]:
@@ -101,6 +109,7 @@ def validate(raw: dict, *, problem_object: bool = False) -> dict:
             raise SpecError(
                 f"{k} = {fmt(v)}: unknown key (known: {_known('')}, and tables "
                 f"{', '.join(t for t in SCHEMA if t)}, sweep, zip)"
+                + did_you_mean(k, [*SCHEMA[""], *(t for t in SCHEMA if t), "sweep", "zip"])
             )
         spec[k] = SCHEMA[""][k].parse(k, v)
     if "name" not in spec:
@@ -131,7 +140,10 @@ def validate(raw: dict, *, problem_object: bool = False) -> dict:
         out = {}
         for k, v in given.items():
             if k not in SCHEMA[table]:
-                raise SpecError(f"{table}.{k} = {fmt(v)}: unknown key (known: {_known(table)})")
+                raise SpecError(
+                    f"{table}.{k} = {fmt(v)}: unknown key (known: {_known(table)})"
+                    + did_you_mean(k, SCHEMA[table])
+                )
             out[k] = SCHEMA[table][k].parse(f"{table}.{k}", v)
         for k, p in SCHEMA[table].items():
             out.setdefault(k, p.default)
@@ -179,6 +191,7 @@ def _validate_axes(axes: dict, what: str, kind: str) -> dict:
                 )
             else:
                 hint = 'not a sweepable key (use a dotted key such as "optimizer.b1")'
+                hint += did_you_mean(key, _sweepable(kind))
 
             raise SpecError(f"{what}.{key} = {fmt(vals)}: {hint}")
         if key in NOT_SWEEPABLE:

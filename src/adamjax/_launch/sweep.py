@@ -175,6 +175,8 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
     groups = unit_groups(plan, pads)
     runs_left = sum(layout.unit(u)[1] - layout.unit(u)[0] for u in mine)
     desc = name if pcount == 1 else f"{name} [{pidx}/{pcount}]"
+    if plan.recorders:  # [flow]: this is the APT's second pass over the runs
+        desc += ": APT pass 2 (the runs, compared with the flows)"
     if progress is not False:
         nd = len(done)
         print(

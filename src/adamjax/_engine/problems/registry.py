@@ -9,7 +9,7 @@ validation, :func:`problem_dim` and :func:`make_problem` all read the entry.
 from __future__ import annotations
 
 from ..errors import SpecError
-from ..params import fmt
+from ..params import did_you_mean, fmt
 from . import digits, linear_regression, quadratic, reddi, regression, zhang
 from .base import Problem
 from .builtin import Builtin
@@ -30,7 +30,10 @@ for _module in (quadratic, zhang, reddi, regression, linear_regression, digits):
 def entry(kind: str) -> Builtin:
     """The registry entry of ``kind``; raises :class:`SpecError` for an unknown kind."""
     if kind not in BUILTINS:
-        raise SpecError(f"problem.kind = {fmt(kind)}: must be one of {', '.join(BUILTINS)}")
+        raise SpecError(
+            f"problem.kind = {fmt(kind)}: must be one of {', '.join(BUILTINS)}, or "
+            '"module:callable" for your own problem' + did_you_mean(kind, BUILTINS)
+        )
     return BUILTINS[kind]
 
 
@@ -48,7 +51,7 @@ def resolve(table: dict) -> dict:
         if k not in e.params:
             raise SpecError(
                 f"problem.{k} = {fmt(v)}: not a parameter of problem {e.kind!r} "
-                f"(its parameters: {', '.join(sorted(e.params))})"
+                f"(its parameters: {', '.join(sorted(e.params))})" + did_you_mean(k, e.params)
             )
         out[k] = v if v is None else e.params[k].parse(f"problem.{k}", v)
     for k, p in e.params.items():
