@@ -81,10 +81,13 @@ def _positions(key: str, values: np.ndarray):
     labels = [f"{v:g}" if isinstance(v, float | np.floating) else str(v) for v in values]
     if values.dtype.kind in "fi":
         v = values.astype(np.float64)
-        # A log scale where the swept values are spread more evenly on it (β2 = 0.9,
-        # 0.99, 0.999 …), the plain scale where they are evenly spaced (β1 = 0, 0.1 …).
-        if _is_beta(key) and np.all((v >= 0) & (v < 1)) and _more_even(-np.log10(1 - v), v):
-            return -np.log10(1 - v), labels, f"{key} (log scale in 1 − β)", _log1m
+        # A β axis is drawn in log(1 − β) once 1 − β spans a decade (β2 = 0.3 … 0.99,
+        # 0.9 … 0.999: where Adam's behaviour changes), else plainly (β1 = 0 … 0.5): one
+        # rule, so that the same values always give the same axis.
+        if _is_beta(key) and np.all((v >= 0) & (v < 1)):
+            if (1 - v.min()) / (1 - v.max()) >= 10:
+                return -np.log10(1 - v), labels, f"{key} (log scale in 1 − β)", _log1m
+            return v, labels, key, _same
         if np.all(v > 0) and _more_even(np.log10(v), v):
             return np.log10(v), labels, f"{key} (log scale)", np.log10
         return v, labels, key, _same
@@ -214,9 +217,9 @@ def phase(ds, x: str | None = None, y: str | None = None, var=None, stat="median
         fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     lv = ds[var].attrs.get("long_name", var)
     what = "fraction of runs diverging" if (stat == "fraction" and var == "outcome") else lv
-    fig.colorbar(
-        mesh, ax=axs[0].tolist(), label=f"{stat} of {what} [{ds[var].attrs.get('units', '1')}]"
-    )
+    units = ds[var].attrs.get("units", "1")
+    unit = "" if units in ("1", "") else f" [{units}]"  # "1": dimensionless
+    fig.colorbar(mesh, ax=axs[0].tolist(), label=f"{stat} of {what}{unit}")
     hold = f" ({', '.join(f'{k} = {v}' for k, v in held.items())})" if held else ""
     fig.suptitle(title(ds, f"{stat} over {ds.sizes['seed']} seeds of {var}{hold}"), fontsize=9)
     return fig
@@ -247,14 +250,13 @@ def _sqrt_curve(ax, x, ds, fx, fy):
     lim_x, lim_y = ax.get_xlim(), ax.get_ylim()
     from matplotlib import patheffects
 
-    ax.plot(
-        xs,
-        ys,
-        "w--",
-        lw=1.6,
-        label="β1 = √β2",
-        path_effects=[patheffects.withStroke(linewidth=2.8, foreground="0.2")],
-    )
+    halo = [patheffects.withStroke(linewidth=2.8, foreground="0.2")]
+    ax.plot(xs, ys, "w--", lw=1.6, path_effects=halo)
+    # The legend's entry drawn dark (a white dash vanishes on the legend's background),
+    # saying on which side the theory's assumption β1 < √β2 fails.
+    side = "below it" if x == B1 else "above it"
+    label = f"β1 = √β2 ({side}: β1 ≥ √β2, outside the theory)"
+    ax.plot([], [], "--", color="0.2", lw=1.6, label=label)
     ax.set_xlim(lim_x)
     ax.set_ylim(lim_y)
 
