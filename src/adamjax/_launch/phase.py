@@ -53,7 +53,14 @@ def phase_diagram(
     point: int = 0,
     dtype=None,
 ):
-    """The predicted outcome of Adam over a (β1, β2[, batch size]) grid (module docstring).
+    """The predicted outcome of Adam over a (β1, β2[, batch size]) grid.
+
+    Per cell, the drift toward the minimiser s(θ) = ⟨f(θ), θ − θ*⟩ / ‖θ − θ*‖ of the
+    Adam vector field f at the points ``at`` (without a known minimiser ⟨∇L(θ), f(θ)⟩):
+    **diverging** if s < −3 SE at some point, **converging** if s > 3 SE at every point,
+    **undecided** otherwise and wherever β1² ≥ β2 (outside the theory). Exact for the
+    flow on Zhang et al.'s counterexample (f is one constant for x ≥ −1), a local
+    statement about the ODE in general (Dereich, Jentzen & Kassing 2025, Thm 1.5, 2.1).
 
     Args:
         spec_or_problem: a spec (its grid point ``point`` gives the problem, ε, the
@@ -152,7 +159,7 @@ def critical_b2(
     """The critical β2 above which the vector field predicts convergence, per β1 and batch size.
 
     Along β2, at fixed β1 and batch size b, let s(β2) be the smallest drift over the
-    points ``at`` (module docstring: s > 0 means the flow θ' = −f moves toward θ*).
+    points ``at`` (as in :func:`phase_diagram`: s > 0 means the flow θ' = −f moves toward θ*).
     s is evaluated on ``grid`` values of β2 spaced evenly in log(1 − β2) from ``lo`` to
     ``hi``; the critical value β2* is the last sign change from s < 0 to s > 0 (above
     it the field predicts convergence up to ``hi``), refined by ``iters`` bisection
