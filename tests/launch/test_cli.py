@@ -126,8 +126,11 @@ def test_run_writes_store_and_warns_one_line(tmp_path, monkeypatch, capsys):
     r = run_cli("run", "ok.toml", "--out", "res", "--chunk", "4", "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     warn = [ln for ln in r.stderr.splitlines() if "warning" in ln]
-    assert len(warn) == 1 and warn[0].startswith("adamjax: warning: optimizer.b1 = ")
-    assert "β1² ≥ β2" in warn[0] and "(1 of 4 grid points)" in warn[0]
+    assert len(warn) == 1, warn
+    assert warn[0].startswith(
+        "adamjax: warning: 1 of 4 grid points (the first: optimizer.b1 = 0.95, "
+        "optimizer.b2 = 0.5): β1² ≥ β2 is outside"
+    ), warn[0]
     assert "Traceback" not in r.stderr
     assert "wrote res/cli-ok/results.zarr" in r.stdout
     import xarray as xr

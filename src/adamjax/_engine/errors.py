@@ -18,9 +18,10 @@ class AssumptionWarning(UserWarning):
     """Hyperparameters outside the theory's assumptions (e.g. β1² ≥ β2)."""
 
 
-def beta_warning_text(b1, b2, where: str = "") -> str:
-    """The one warning text for β1² ≥ β2 (outside the assumption α < √β of the ODE theory)."""
-    return (
-        f"optimizer.b1 = {b1}, optimizer.b2 = {b2}: β1² ≥ β2 is outside the assumption "
-        f"α < √β of the ODE theory{where} (runs anyway)"
-    )
+def beta_warning_text(b1, b2, count: int = 1, total: int = 1) -> str:
+    """The one warning text for β1² ≥ β2 (outside the assumption α < √β of the ODE
+    theory); with a sweep, ``count`` of its ``total`` grid points are, (b1, b2) the first."""
+    pair = f"optimizer.b1 = {b1}, optimizer.b2 = {b2}"
+    if total > 1:
+        pair = f"{count} of {total} grid points (the first: {pair})"
+    return f"{pair}: β1² ≥ β2 is outside the assumption α < √β of the ODE theory (runs anyway)"

@@ -169,9 +169,10 @@ def validate(raw: dict, *, problem_object: bool = False) -> dict:
     if outside:
         opt = outside[0]["optimizer"]
         n = len(list(grid_points(spec))) if spec["sweep"] or spec["zip"] else 1
-        where = f" ({len(outside)} of {n} grid points)" if n > 1 else ""
         warnings.warn(
-            beta_warning_text(opt["b1"], opt["b2"], where), AssumptionWarning, stacklevel=3
+            beta_warning_text(opt["b1"], opt["b2"], len(outside), n),
+            AssumptionWarning,
+            stacklevel=3,
         )
     return spec
 
