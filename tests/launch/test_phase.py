@@ -122,14 +122,18 @@ def test_control_variate_is_unbiased_for_every_scheme(scheme, b):
     assert abs(f1 - f0) <= 4 * max(s0, s1) + 1e-9, (f1, s1, f0, s0)
 
 
-def test_critical_b2_is_where_the_drift_changes_sign():
+def test_critical_b2_is_where_the_drift_changes_sign(capsys):
     """critical_b2 at β1 = 0 on Zhang's problem: the drift of the same CRN field is < 0
     a few SE below it and > 0 a few SE above it; it falls with the batch size (the
-    talk's 'smaller batches need larger β2'); a range without a sign change gives lo."""
+    talk's 'smaller batches need larger β2'); a range without a sign change gives lo.
+    With ``progress`` it reports every evaluation of the field (2 × (30 + 2))."""
     jax.config.update("jax_enable_x64", True)
     problem = adamjax.make_problem({"kind": "zhang", "n": 10}, np.float64)
     kw = dict(at=[[0.0]], samples=2**17, scheme="iid")
-    cb = adamjax.critical_b2(problem, b1=0.0, batch_size=[1, 4], **kw)
+    cb = adamjax.critical_b2(problem, b1=0.0, batch_size=[1, 4], progress="log", **kw)
+    log = capsys.readouterr().err.splitlines()
+    assert log[0].startswith("adamjax: critical_b2: 0/64 evals"), log
+    assert log[-1].startswith("adamjax: critical_b2: 64/64 evals (100%)"), log
     assert cb["critical_b2"].dims == ("sampling.batch_size",)
     c, se = cb["critical_b2"].values, cb["critical_b2_se"].values
     assert np.all(se > 0) and np.all(se < 0.01), se

@@ -32,6 +32,7 @@ from .._theory.vector_field import vector_field as _theory_vf
 from .outcome import CONVERGED, DIVERGING, UNDECIDED
 from .plan import run_dtype, spec_folder
 from .problems import Problems
+from .progress import Progress
 from .spec import grid_points, load_spec
 
 FLAG_MEANINGS = "converging diverging undecided"
@@ -155,6 +156,7 @@ def critical_b2(
     seed: int = 0,
     point: int = 0,
     dtype=None,
+    progress: bool | str | None = False,
 ):
     """The critical β2 above which the vector field predicts convergence, per β1 and batch size.
 
@@ -180,6 +182,9 @@ def critical_b2(
         batch_size: an int or a list of batch sizes.
         lo, hi: the range of β2 searched, 0 ≤ lo < hi < 1.
         grid, iters: the number of grid values and of bisection steps.
+        progress: progress in evaluations of the field (per batch size: the grid, each
+            bisection step, the slope): True a bar, None a bar on a terminal and log
+            lines otherwise (as for :func:`adamjax.run`), False (default) nothing.
 
     Returns:
         An ``xarray.Dataset`` over ``optimizer.b1`` and ``sampling.batch_size`` with
@@ -201,6 +206,7 @@ def critical_b2(
     m = samples or _default_samples(max(b1v.max(), hi), batches)
     crit = np.full((len(b1v), len(sizes)), np.nan)
     crit_se = np.full_like(crit, np.nan)
+    bar = Progress(len(sizes) * (iters + 2), 0, "critical_b2", progress, unit="eval")
     for j, b in enumerate(sizes):
         vf = _field(problem, b, scheme, eps, m, batches, seed, dtype)
 
@@ -208,6 +214,7 @@ def critical_b2(
             f, se = field_grid(vf, g1, g2, pts)
             d, dse = _drift(problem, pts, np.asarray(f, np.float64), np.asarray(se, np.float64))
             k = np.argmin(d, -1)[..., None]  # the point that decides: the smallest drift
+            bar.update(1)
             return np.take_along_axis(d, k, -1)[..., 0], np.take_along_axis(dse, k, -1)[..., 0]
 
         g1, g2 = (a.reshape(-1) for a in np.meshgrid(b1v, b2g, indexing="ij"))
@@ -230,6 +237,7 @@ def critical_b2(
         slope = (sp - sm) / (2 * h)
         crit[rows, j] = root[rows]
         crit_se[rows, j] = (se3[: len(b1v)] / np.maximum(np.abs(slope), 1e-300))[rows]
+    bar.close()
     lead = ("optimizer.b1", "sampling.batch_size")
     ds = xr.Dataset(
         {"critical_b2": (lead, crit), "critical_b2_se": (lead, crit_se)},
