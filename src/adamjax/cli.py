@@ -26,6 +26,7 @@ line each and the run goes on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import importlib.util
@@ -582,10 +583,13 @@ def console() -> None:
     """The ``adamjax`` command: :func:`main`, then exit. After Ctrl-C or SIGTERM it exits
     at once: a normal exit would first wait for the XLA computation still running (a
     batch of stiff flows can take minutes); what finished is already stored."""
+    # Long XLA calls (flow solves) wait in a worker thread that Ctrl-C can leave.
+    os.environ.setdefault("ADAMJAX_INTERRUPTIBLE", "1")
     code = main()
     if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):  # a closed pipe must not keep us waiting
+                stream.flush()
         os._exit(code)
     sys.exit(code)
 

@@ -138,6 +138,14 @@ def test_bom_and_folder(tmp_path):
         ("sampling.scheme", "iis", '; did you mean "iid"?'),
         ("problem.nosie", "gaussian", '; did you mean "noise"?'),
         ("sweep.optimizer.beta2", [0.9], '; did you mean "optimizer.b2"?'),
+        # A table's key written at the top level: the table's key, not a near top-level one.
+        ("steps", 3, '; did you mean "run.steps" (in [run])?'),
+        ("seeds", 100, '; did you mean "run.seeds" (in [run])?'),
+        # Sweep keys: matched within their table (then refused as not sweepable), or the
+        # table that has the name.
+        ("sweep.run.seed", [1], '; did you mean "run.seeds"?'),
+        ("sweep.b2", [0.9], '; did you mean "optimizer.b2"?'),
+        ("sweep.optimizer.lr", [0.1], '; did you mean "schedule.c"?'),
     ],
 )
 def test_mistyped_keys_and_values_get_a_hint(key, value, hint):
@@ -153,6 +161,14 @@ def test_mistyped_keys_and_values_get_a_hint(key, value, hint):
         load_spec(raw)
     assert str(e.value).endswith(hint), str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_no_hint_without_a_close_key():
+    raw = base_spec()
+    raw["sweep"] = {"run.xyz": [1]}
+    with pytest.raises(SpecError, match=r"not a sweepable key \(use a dotted key such as "
+                       r'"optimizer.b1"\)$'):  # fmt: skip
+        load_spec(raw)
 
 
 def test_unknown_problem_kind_names_the_user_form():

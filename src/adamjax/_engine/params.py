@@ -32,7 +32,6 @@ def fmt(v) -> str:
 _ALIASES = {
     "beta1": "b1",
     "beta2": "b2",
-    "betas": "b1",
     "epsilon": "eps",
     "lr": "schedule.c",
     "learning_rate": "schedule.c",

@@ -6,16 +6,22 @@ ends, and a program with host callbacks (diffrax's and equinox's checks in a flo
 solve) even executes synchronously, inside the call. A batch of stiff flows or a long
 chunk would then ignore Ctrl-C for minutes. :func:`ready` waits for an asynchronously
 dispatched result by polling; :func:`call_interruptibly` runs a synchronous call in a
-worker thread and waits for it the same way. The computation itself runs on after an
-interrupt (the command line then leaves without waiting for it).
+worker thread and waits for it the same way — where ``ADAMJAX_INTERRUPTIBLE=1`` (the
+``adamjax`` command sets it). It is opt-in because the computation runs on after an
+interrupt (the command line leaves without waiting for it; a notebook would keep it
+busy) and because JAX's thread-local contexts other than x64 (``jax.default_device``,
+``jax.disable_jit``, ``jax.debug_nans`` …) do not follow a call into another thread.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import jax
+
+ENV = "ADAMJAX_INTERRUPTIBLE"
 
 _MAX_SLEEP = 0.05  # a long computation is checked 20 times a second
 
@@ -34,8 +40,10 @@ def ready(tree):
 
 
 def call_interruptibly(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` run in a worker thread (its result or its exception),
-    waited for in the calling thread in a loop that signal handlers interrupt."""
+    """``fn(*args, **kwargs)``; with ``ADAMJAX_INTERRUPTIBLE=1`` run in a worker thread
+    (its result or its exception) waited for in a loop that signal handlers interrupt."""
+    if os.environ.get(ENV, "0").strip().lower() in ("", "0", "off", "false", "no"):
+        return ready(fn(*args, **kwargs))
     # JAX's x64 context is thread-local: the worker traces under the caller's setting.
     x64 = bool(jax.config.jax_enable_x64)
     box: dict = {}

@@ -207,6 +207,32 @@ def critical_b2(
     crit = np.full((len(b1v), len(sizes)), np.nan)
     crit_se = np.full_like(crit, np.nan)
     bar = Progress(len(sizes) * (iters + 2), 0, "critical_b2", progress, unit="eval")
+    try:
+        _critical_b2(problem, pts, sizes, scheme, eps, m, batches, seed, dtype, b1v, b2g,
+                     lo, iters, crit, crit_se, bar.update)  # fmt: skip
+    finally:
+        bar.close()
+    lead = ("optimizer.b1", "sampling.batch_size")
+    ds = xr.Dataset(
+        {"critical_b2": (lead, crit), "critical_b2_se": (lead, crit_se)},
+        coords={"optimizer.b1": b1v, "sampling.batch_size": sizes,
+                "theta": (("point", "dim"), pts)},
+        attrs={"scheme": scheme, "eps": eps, "samples": m, "batches": batches, "seed": seed,
+               "lo": lo, "hi": hi},
+    )  # fmt: skip
+    if np.ndim(b1) == 0:
+        ds = ds.squeeze("optimizer.b1", drop=False)
+    if batch_size is None or np.ndim(batch_size) == 0:
+        ds = ds.squeeze("sampling.batch_size", drop=False)
+    _describe(ds, problem.minimizer is not None)
+    return ds
+
+
+def _critical_b2(problem, pts, sizes, scheme, eps, m, batches, seed, dtype, b1v, b2g, lo,
+                 iters, crit, crit_se, tick) -> None:  # fmt: skip
+    """Fill ``crit``/``crit_se`` (β1, batch size) by the grid search and bisection of
+    :func:`critical_b2`; ``tick(1)`` after every evaluation of the field."""
+    grid = len(b2g)
     for j, b in enumerate(sizes):
         vf = _field(problem, b, scheme, eps, m, batches, seed, dtype)
 
@@ -214,7 +240,7 @@ def critical_b2(
             f, se = field_grid(vf, g1, g2, pts)
             d, dse = _drift(problem, pts, np.asarray(f, np.float64), np.asarray(se, np.float64))
             k = np.argmin(d, -1)[..., None]  # the point that decides: the smallest drift
-            bar.update(1)
+            tick(1)
             return np.take_along_axis(d, k, -1)[..., 0], np.take_along_axis(dse, k, -1)[..., 0]
 
         g1, g2 = (a.reshape(-1) for a in np.meshgrid(b1v, b2g, indexing="ij"))
@@ -237,21 +263,6 @@ def critical_b2(
         slope = (sp - sm) / (2 * h)
         crit[rows, j] = root[rows]
         crit_se[rows, j] = (se3[: len(b1v)] / np.maximum(np.abs(slope), 1e-300))[rows]
-    bar.close()
-    lead = ("optimizer.b1", "sampling.batch_size")
-    ds = xr.Dataset(
-        {"critical_b2": (lead, crit), "critical_b2_se": (lead, crit_se)},
-        coords={"optimizer.b1": b1v, "sampling.batch_size": sizes,
-                "theta": (("point", "dim"), pts)},
-        attrs={"scheme": scheme, "eps": eps, "samples": m, "batches": batches, "seed": seed,
-               "lo": lo, "hi": hi},
-    )  # fmt: skip
-    if np.ndim(b1) == 0:
-        ds = ds.squeeze("optimizer.b1", drop=False)
-    if batch_size is None or np.ndim(batch_size) == 0:
-        ds = ds.squeeze("sampling.batch_size", drop=False)
-    _describe(ds, problem.minimizer is not None)
-    return ds
 
 
 def _setup(spec_or_problem, point: int, scheme, eps, batch_size):

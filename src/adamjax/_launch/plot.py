@@ -82,10 +82,10 @@ def _positions(key: str, values: np.ndarray):
     if values.dtype.kind in "fi":
         v = values.astype(np.float64)
         # A β axis is drawn in log(1 − β) once 1 − β spans a decade (β2 = 0.3 … 0.99,
-        # 0.9 … 0.999: where Adam's behaviour changes), else plainly (β1 = 0 … 0.5): one
-        # rule, so that the same values always give the same axis.
+        # 0.9 … 0.999, β1 = 0 … 0.9: where Adam's behaviour changes), else plainly
+        # (β1 = 0 … 0.5): one rule, so that the same values always give the same axis.
         if _is_beta(key) and np.all((v >= 0) & (v < 1)):
-            if (1 - v.min()) / (1 - v.max()) >= 10:
+            if (1 - v.min()) / (1 - v.max()) >= 10 * (1 - 1e-9):  # 0.1/0.01 is 9.99…
                 return -np.log10(1 - v), labels, f"{key} (log scale in 1 − β)", _log1m
             return v, labels, key, _same
         if np.all(v > 0) and _more_even(np.log10(v), v):

@@ -47,12 +47,28 @@ def _param(key: str, kind: str):
     return SCHEMA.get(table, {}).get(name) if table else None
 
 
-def _sweepable(kind: str) -> list[str]:
-    """The dotted keys a sweep may name (for hints on a mistyped one)."""
-    keys = [f"{t}.{k}" for t in SCHEMA if t and t != "problem" for k in SCHEMA[t]]
-    if kind in BUILTINS:
-        keys += [f"problem.{k}" for k in BUILTINS[kind].params]
-    return [k for k in keys if k not in NOT_SWEEPABLE]
+def _top_level_hint(key: str) -> str:
+    """For an unknown top-level key: the table key of that exact name (``steps`` →
+    ``run.steps``), else the closest top-level key or table name."""
+    exact = [f"{t}.{key}" for t in SCHEMA if t and key in SCHEMA[t]]
+    if exact:
+        return f"; did you mean {fmt(exact[0])} (in [{exact[0].partition('.')[0]}])?"
+    return did_you_mean(key, [*SCHEMA[""], *(t for t in SCHEMA if t), "sweep", "zip"])
+
+
+def _sweep_hint(key: str, kind: str) -> str:
+    """For a sweep key no table has: the same name in the table that has it (``b2`` →
+    ``optimizer.b2``), else the closest name within its own table (any key: one that
+    cannot be swept is then refused as such)."""
+    table, _, name = key.rpartition(".")
+    tables = {t: list(SCHEMA[t]) for t in SCHEMA if t and t != "problem"}
+    tables["problem"] = list(BUILTINS[kind].params) if kind in BUILTINS else []
+    if table not in tables:
+        exact = [f"{t}.{name}" for t, keys in tables.items() if name in keys]
+        return f"; did you mean {fmt(exact[0])}?" if exact else did_you_mean(key, tables)
+    hint = did_you_mean(name, tables[table])
+    cand = hint.split('"')[1] if hint else ""
+    return f"; did you mean {fmt(f'{table}.{cand}')}?" if cand and "." not in cand else hint
 
 
 def read_spec(spec) -> tuple[dict, str | None]:
@@ -108,8 +124,7 @@ def validate(raw: dict, *, problem_object: bool = False) -> dict:
         if k not in SCHEMA[""]:
             raise SpecError(
                 f"{k} = {fmt(v)}: unknown key (known: {_known('')}, and tables "
-                f"{', '.join(t for t in SCHEMA if t)}, sweep, zip)"
-                + did_you_mean(k, [*SCHEMA[""], *(t for t in SCHEMA if t), "sweep", "zip"])
+                f"{', '.join(t for t in SCHEMA if t)}, sweep, zip)" + _top_level_hint(k)
             )
         spec[k] = SCHEMA[""][k].parse(k, v)
     if "name" not in spec:
@@ -192,7 +207,7 @@ def _validate_axes(axes: dict, what: str, kind: str) -> dict:
                 )
             else:
                 hint = 'not a sweepable key (use a dotted key such as "optimizer.b1")'
-                hint += did_you_mean(key, _sweepable(kind))
+                hint += _sweep_hint(key, kind)
 
             raise SpecError(f"{what}.{key} = {fmt(vals)}: {hint}")
         if key in NOT_SWEEPABLE:

@@ -78,7 +78,8 @@ def summary(ds):
             "long_name": "largest swept β2 below the critical β2",
             "units": "1",
             "description": "the threshold lies in (critical_b2_below, critical_b2]; NaN: "
-            "the smallest swept β2 already converges (the threshold is ≤ critical_b2)",
+            "the smallest swept β2 already converges (the threshold is ≤ critical_b2), "
+            "or none converges (critical_b2 NaN too)",
         }
     return out
 
