@@ -38,18 +38,24 @@ _ALIASES = {
 }
 
 
-def did_you_mean(name: str, known) -> str:
-    """``'; did you mean "b1"?'`` for the known name closest to a mistyped ``name``
-    (``beta1``, ``lr`` and other optax / PyTorch spellings included), else ``''``."""
+def closest(name: str, known) -> str | None:
+    """The known name a mistyped ``name`` most likely meant (``beta1``, ``lr`` and other
+    optax / PyTorch spellings included; a dotted alias names another table's key)."""
     known = list(known)
     last = name.rpartition(".")[2]
     alias = _ALIASES.get(last.lower())
-    if alias is not None and "." in alias:  # a key of another table
-        return f"; did you mean {fmt(alias)}?"
+    if alias is not None and "." in alias:
+        return alias
     if alias is not None and (cand := name[: len(name) - len(last)] + alias) in known:
-        return f"; did you mean {fmt(cand)}?"
+        return cand
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    return f"; did you mean {fmt(close[0])}?" if close else ""
+    return close[0] if close else None
+
+
+def did_you_mean(name: str, known) -> str:
+    """``'; did you mean "b1"?'`` for :func:`closest`, else ``''``."""
+    cand = closest(name, known)
+    return f"; did you mean {fmt(cand)}?" if cand else ""
 
 
 @dataclass(frozen=True)

@@ -21,28 +21,34 @@ import time
 
 import jax
 
+from .devices import OFF_VALUES
+
 ENV = "ADAMJAX_INTERRUPTIBLE"
 
 _MAX_SLEEP = 0.05  # a long computation is checked 20 times a second
 
 
+def _wait(done) -> None:
+    """Sleep until ``done()`` (from 0.1 ms, doubling: a short wait costs nothing
+    measurable); signal handlers run between the sleeps."""
+    pause = 1e-4
+    while not done():
+        time.sleep(pause)
+        pause = min(2 * pause, _MAX_SLEEP)
+
+
 def ready(tree):
-    """``tree`` once every JAX array in it is computed, sleeping between checks (from
-    0.1 ms, doubling: a short computation pays nothing measurable)."""
+    """``tree`` once every JAX array in it is computed."""
     for x in jax.tree_util.tree_leaves(tree):
-        if not isinstance(x, jax.Array):
-            continue
-        pause = 1e-4
-        while not x.is_ready():
-            time.sleep(pause)
-            pause = min(2 * pause, _MAX_SLEEP)
+        if isinstance(x, jax.Array):
+            _wait(x.is_ready)
     return tree
 
 
 def call_interruptibly(fn, *args, **kwargs):
     """``fn(*args, **kwargs)``; with ``ADAMJAX_INTERRUPTIBLE=1`` run in a worker thread
     (its result or its exception) waited for in a loop that signal handlers interrupt."""
-    if os.environ.get(ENV, "0").strip().lower() in ("", "0", "off", "false", "no"):
+    if os.environ.get(ENV, "").strip().lower() in ("", *OFF_VALUES):
         return ready(fn(*args, **kwargs))
     # JAX's x64 context is thread-local: the worker traces under the caller's setting.
     x64 = bool(jax.config.jax_enable_x64)
@@ -60,9 +66,7 @@ def call_interruptibly(fn, *args, **kwargs):
 
     # A daemon thread: an interrupted caller's process can still exit.
     threading.Thread(target=work, name="adamjax-xla-call", daemon=True).start()
-    pause = 1e-4
-    while not done.wait(pause):
-        pause = min(2 * pause, _MAX_SLEEP)
+    _wait(done.is_set)
     if "err" in box:
         raise box["err"]
     return box["out"]

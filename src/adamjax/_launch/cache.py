@@ -21,7 +21,6 @@ import jax
 from .._engine.devices import OFF_VALUES
 
 ENV = "ADAMJAX_COMPILATION_CACHE"
-_OFF = OFF_VALUES
 # Programs that compile faster than this are not written (JAX's default is 1 s; most
 # of adamjax's compile in 0.3–3 s on a CPU, and loading one takes milliseconds).
 MIN_COMPILE_SECONDS = 0.2
@@ -53,7 +52,7 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | Non
     if current:
         return current
     setting = os.environ.get(ENV, "").strip()
-    if path is None and setting.lower() in _OFF:
+    if path is None and setting.lower() in OFF_VALUES:
         return None
     folder = Path(path or setting or default_cache_dir())
     try:

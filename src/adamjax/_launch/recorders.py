@@ -207,11 +207,16 @@ def _check_field(flow: dict, groups) -> None:
             )
 
 
+# The run's own display under ``[flow]``: the APT's second pass over the runs.
+PASS_2 = "APT pass 2 (the runs, compared with the flows)"
+
+
 class _StageProgress:
     """The APT preparation's progress (pass 1, field, flows) as one display per stage."""
 
     UNITS = {"pass 1": "run-step", "field": "field", "flows": "flow"}
-    # What each stage does, as its display says it (pass 2 is the run's own display).
+    # What each stage does, as its display says it (pass 2 is the run's own display,
+    # labelled with PASS_2).
     LABELS = {
         "pass 1": "APT pass 1 (runs to the window starts)",
         "field": "APT vector fields",

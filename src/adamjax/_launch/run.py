@@ -10,6 +10,7 @@ from .execute import execute
 from .plan import make_plan, run_dtype, spec_folder
 from .problems import Problems
 from .progress import Progress
+from .recorders import PASS_2
 from .spec import grid_points, load_spec
 from .sweep import run_to_store
 
@@ -73,7 +74,7 @@ def run(
         )
     desc = plan.spec["name"]
     if plan.recorders:  # [flow]: this is the APT's second pass over the runs
-        desc += ": APT pass 2 (the runs, compared with the flows)"
+        desc += f": {PASS_2}"
     bar = Progress(plan.n_runs * plan.steps, 0, desc, mode)
     try:
         flat = execute(plan, progress=bar.update)

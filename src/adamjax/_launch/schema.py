@@ -11,8 +11,8 @@ problem registry (each built-in problem declares its own keys).
 from __future__ import annotations
 
 from .._engine.optimizers import OPTIMIZERS, OptHParams
-from .._engine.params import BOOL, FLOAT, FLOATS, INT, STR, Param, did_you_mean, in_range, one_of
-from .._engine.problems.registry import BUILTINS
+from .._engine.params import BOOL, FLOAT, FLOATS, INT, STR, Param, in_range, one_of
+from .._engine.problems.registry import BUILTINS, unknown_kind
 from .._engine.sampling import SCHEMES, SEED_MAX
 from .._engine.schedules import SCHEDULES, SchedHParams
 from .._engine.simulate import SimConfig
@@ -26,12 +26,7 @@ class ProblemKind:
     def __call__(self, v):
         if ":" in v:
             return None if all(v.partition(":")[::2]) else 'expected "module:callable"'
-        if v in BUILTINS:
-            return None
-        return (
-            f'must be one of {", ".join(BUILTINS)}, or "module:callable" for your own '
-            f"problem{did_you_mean(v, BUILTINS)}"
-        )
+        return None if v in BUILTINS else unknown_kind(v)
 
     def __str__(self):
         return f"{one_of(BUILTINS)}, or `module:callable` (your own)"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._engine.errors import AssumptionWarning, SpecError, beta_warning_text
-from .._engine.params import ANY, Param, did_you_mean, fmt, plain
+from .._engine.params import ANY, Param, closest, did_you_mean, fmt, plain
 from .._engine.problems.registry import BUILTINS, problem_dim, resolve
 from .problems import OBJECT_KIND, is_user_kind
 from .schema import EXTRA_TABLES, NOT_SWEEPABLE, OPTIONAL_TABLES, SCHEMA, problem_params
@@ -66,9 +66,10 @@ def _sweep_hint(key: str, kind: str) -> str:
     if table not in tables:
         exact = [f"{t}.{name}" for t, keys in tables.items() if name in keys]
         return f"; did you mean {fmt(exact[0])}?" if exact else did_you_mean(key, tables)
-    hint = did_you_mean(name, tables[table])
-    cand = hint.split('"')[1] if hint else ""
-    return f"; did you mean {fmt(f'{table}.{cand}')}?" if cand and "." not in cand else hint
+    cand = closest(name, tables[table])
+    if cand is None:
+        return ""
+    return f"; did you mean {fmt(cand if '.' in cand else f'{table}.{cand}')}?"
 
 
 def read_spec(spec) -> tuple[dict, str | None]:

@@ -215,18 +215,18 @@ def _critical_lines(s) -> list[str]:
     values, flagged where it is outside the theory (β1² ≥ β2)."""
     lines = ["critical β2 (between the largest swept β2 that does not converge and the"]
     lines.append("smallest from which every larger one converges; ≤: all swept converge):")
-    cb, below = s["critical_b2"], s["critical_b2_below"]
+    cb = s[["critical_b2", "critical_b2_below"]]
     lo_swept = float(np.min(s[B2].values))
     hi_swept = float(np.max(s[B2].values))
-    other = [d for d in cb.dims if d != B1]
-    cbf = cb.stack(rest=other) if other else cb.expand_dims("rest")
-    blf = below.stack(rest=other) if other else below.expand_dims("rest")
+    other = [d for d in cb["critical_b2"].dims if d != B1]
+    flat = cb.stack(rest=other) if other else cb.expand_dims("rest")
     outside = False
-    for j in range(cbf.sizes["rest"]):
-        sub, bl = cbf.isel(rest=j), blf.isel(rest=j)
+    for j in range(flat.sizes["rest"]):
+        sub = flat.isel(rest=j)
         tag = ", ".join(f"{d} = {fmt_value(sub[d].item())}" for d in other)
         vals = []
-        for b1, c, lo in zip(sub[B1].values, sub.values, bl.values, strict=True):
+        pairs = (sub["critical_b2"].values, sub["critical_b2_below"].values)
+        for b1, c, lo in zip(sub[B1].values, *pairs, strict=True):
             if np.isnan(c):
                 txt = f"none (> {fmt_value(hi_swept)})"
             elif np.isnan(lo):

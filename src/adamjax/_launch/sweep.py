@@ -29,6 +29,7 @@ from .execute import run_group
 from .outcome import UNDECIDED
 from .plan import Plan
 from .progress import Progress
+from .recorders import PASS_2
 
 # Automatic unit size: about 1/64 of the sweep, but at least this many runs (per device)
 # and run-steps (2**28 ≈ 1–3 s of a 1-D unit on a CPU): a sweep of a few seconds runs
@@ -176,7 +177,7 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
     runs_left = sum(layout.unit(u)[1] - layout.unit(u)[0] for u in mine)
     desc = name if pcount == 1 else f"{name} [{pidx}/{pcount}]"
     if plan.recorders:  # [flow]: this is the APT's second pass over the runs
-        desc += ": APT pass 2 (the runs, compared with the flows)"
+        desc += f": {PASS_2}"
     if progress is not False:
         nd = len(done)
         print(

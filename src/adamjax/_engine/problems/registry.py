@@ -27,13 +27,18 @@ for _module in (quadratic, zhang, reddi, regression, linear_regression, digits):
     register_problem(_module.ENTRY)
 
 
+def unknown_kind(kind: str) -> str:
+    """Why ``kind`` is not a problem kind (the spec check and :func:`entry` say it)."""
+    return (
+        f'must be one of {", ".join(BUILTINS)}, or "module:callable" for your own '
+        f"problem{did_you_mean(kind, BUILTINS)}"
+    )
+
+
 def entry(kind: str) -> Builtin:
     """The registry entry of ``kind``; raises :class:`SpecError` for an unknown kind."""
     if kind not in BUILTINS:
-        raise SpecError(
-            f"problem.kind = {fmt(kind)}: must be one of {', '.join(BUILTINS)}, or "
-            '"module:callable" for your own problem' + did_you_mean(kind, BUILTINS)
-        )
+        raise SpecError(f"problem.kind = {fmt(kind)}: {unknown_kind(kind)}")
     return BUILTINS[kind]
 
 
