@@ -210,3 +210,33 @@ def test_misspelt_experiment_name_suggests(capsys):
     assert main(["run", "zhang-swep", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "did you mean zhang-sweep" in err[0]
+
+
+@pytest.mark.parametrize("distributed", [False, True])
+def test_console_exits_with_mains_code_and_leaves_distributed_in_order(monkeypatch, distributed):
+    """``adamjax`` leaves through ``os._exit`` (no interpreter teardown) with main's
+    code, after output is flushed and, in a multi-process run, jax.distributed is
+    shut down (peers wait for it)."""
+    import os
+
+    import jax
+
+    import adamjax.cli as cli
+
+    calls = []
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(code):
+        calls.append(("exit", code))
+        raise Exited
+
+    monkeypatch.setenv("ADAMJAX_INTERRUPTIBLE", "0")  # console() sets it only if unset
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    monkeypatch.setattr(os, "_exit", fake_exit)
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: distributed)
+    monkeypatch.setattr(jax.distributed, "shutdown", lambda: calls.append(("shutdown",)))
+    with pytest.raises(Exited):
+        cli.console()
+    assert calls == ([("shutdown",)] if distributed else []) + [("exit", 3)]
