@@ -584,9 +584,11 @@ def console() -> None:
     """The ``adamjax`` command: :func:`main`, then ``os._exit`` with its code. Skipping the
     interpreter's teardown saves ~0.4 s a call (the XLA client, ~1 500 modules) and, after
     Ctrl-C or SIGTERM, the wait for an XLA computation still running (stiff flows: minutes)."""
-    # Long XLA calls (flow solves) wait in a worker thread that Ctrl-C can leave.
-    os.environ.setdefault("ADAMJAX_INTERRUPTIBLE", "1")
-    code = main()
+    os.environ.setdefault("ADAMJAX_INTERRUPTIBLE", "1")  # flow solves: Ctrl-C can leave them
+    try:
+        code = main()
+    except SystemExit as e:  # --help
+        code = e.code if isinstance(e.code, int) else 0
     jax = sys.modules.get("jax")
     if jax and code not in (EXIT_INTERRUPTED, EXIT_TERMINATED) and jax.distributed.is_initialized():
         jax.distributed.shutdown()  # its peers wait for it

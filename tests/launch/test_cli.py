@@ -240,3 +240,21 @@ def test_console_exits_with_mains_code_and_leaves_distributed_in_order(monkeypat
     with pytest.raises(Exited):
         cli.console()
     assert calls == ([("shutdown",)] if distributed else []) + [("exit", 3)]
+
+
+def test_console_help_leaves_through_the_same_exit(monkeypatch):
+    """argparse's --help raises SystemExit: the command still leaves through os._exit."""
+    import os
+
+    import adamjax.cli as cli
+
+    codes = []
+
+    def fake_main():
+        raise SystemExit(None)
+
+    monkeypatch.setenv("ADAMJAX_INTERRUPTIBLE", "0")
+    monkeypatch.setattr(cli, "main", fake_main)
+    monkeypatch.setattr(os, "_exit", lambda code: codes.append(code))
+    cli.console()
+    assert codes == [0]
