@@ -26,12 +26,10 @@ line each and the run goes on.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
 import importlib
 import importlib.util
 import json
-import logging
 import os
 import platform
 import re
@@ -578,22 +576,3 @@ def main(argv=None) -> int:
         warnings.showwarning = saved
         if saved_term is not None:
             signal.signal(signal.SIGTERM, saved_term)
-
-
-def console() -> None:
-    """The ``adamjax`` command: :func:`main`, then ``os._exit`` with its code. Skipping the
-    interpreter's teardown saves ~0.4 s a call (the XLA client, ~1 500 modules) and, after
-    Ctrl-C or SIGTERM, the wait for an XLA computation still running (stiff flows: minutes)."""
-    os.environ.setdefault("ADAMJAX_INTERRUPTIBLE", "1")  # flow solves: Ctrl-C can leave them
-    try:
-        code = main()
-    except SystemExit as e:  # --help
-        code = e.code if isinstance(e.code, int) else 0
-    jax = sys.modules.get("jax")
-    if jax and code not in (EXIT_INTERRUPTED, EXIT_TERMINATED) and jax.distributed.is_initialized():
-        jax.distributed.shutdown()  # its peers wait for it
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError):  # a closed pipe must not keep us waiting
-            stream.flush()
-    os._exit(code)

@@ -212,49 +212,68 @@ def test_misspelt_experiment_name_suggests(capsys):
     assert len(err) == 1 and "did you mean zhang-sweep" in err[0]
 
 
-@pytest.mark.parametrize("distributed", [False, True])
-def test_console_exits_with_mains_code_and_leaves_distributed_in_order(monkeypatch, distributed):
-    """``adamjax`` leaves through ``os._exit`` (no interpreter teardown) with main's
-    code, after output is flushed and, in a multi-process run, jax.distributed is
-    shut down (peers wait for it)."""
+# case -> (what main returns or raises, jax.distributed initialised, shutdown expected,
+#          exit code, text on stderr)
+CONSOLE = {
+    "ok, one process": (0, False, False, 0, ""),
+    "ok, distributed": (0, True, True, 0, ""),
+    "bad input, distributed": (2, True, True, 2, ""),
+    "Ctrl-C, distributed": (130, True, False, 130, ""),
+    "--help": (SystemExit(None), False, False, 0, ""),
+    "exit message": (SystemExit("--only: unknown"), False, False, 1, "--only: unknown"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONSOLE))
+def test_console_leaves_through_os_exit(monkeypatch, capsys, case):
+    """``adamjax`` leaves through ``os._exit`` (no interpreter teardown) with main's code,
+    after logging and the output are flushed and, in a multi-process run that was not
+    interrupted, jax.distributed is shut down (its peers wait for it)."""
+    import logging
     import os
 
     import jax
 
-    import adamjax.cli as cli
+    import adamjax.__main__ as entry
 
+    outcome, distributed, shutdown, code, err = CONSOLE[case]
     calls = []
 
-    class Exited(Exception):
-        pass
-
-    def fake_exit(code):
-        calls.append(("exit", code))
-        raise Exited
+    def fake_main():
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     monkeypatch.setenv("ADAMJAX_INTERRUPTIBLE", "0")  # console() sets it only if unset
-    monkeypatch.setattr(cli, "main", lambda: 3)
-    monkeypatch.setattr(os, "_exit", fake_exit)
+    monkeypatch.setattr(entry, "main", fake_main)
+    monkeypatch.setattr(os, "_exit", lambda c: calls.append(("exit", c)))
+    monkeypatch.setattr(logging, "shutdown", lambda: calls.append(("logging",)))
     monkeypatch.setattr(jax.distributed, "is_initialized", lambda: distributed)
     monkeypatch.setattr(jax.distributed, "shutdown", lambda: calls.append(("shutdown",)))
-    with pytest.raises(Exited):
-        cli.console()
-    assert calls == ([("shutdown",)] if distributed else []) + [("exit", 3)]
+    entry.console()
+    assert calls == [("shutdown",)] * shutdown + [("logging",), ("exit", code)]
+    assert err in capsys.readouterr().err
 
 
-def test_console_help_leaves_through_the_same_exit(monkeypatch):
-    """argparse's --help raises SystemExit: the command still leaves through os._exit."""
+def test_console_a_failing_distributed_shutdown_is_one_warning(monkeypatch, capsys):
+    import logging
     import os
 
-    import adamjax.cli as cli
+    import jax
+
+    import adamjax.__main__ as entry
+
+    def lost_peer():
+        raise RuntimeError("barrier timed out")
 
     codes = []
-
-    def fake_main():
-        raise SystemExit(None)
-
     monkeypatch.setenv("ADAMJAX_INTERRUPTIBLE", "0")
-    monkeypatch.setattr(cli, "main", fake_main)
-    monkeypatch.setattr(os, "_exit", lambda code: codes.append(code))
-    cli.console()
+    monkeypatch.setattr(entry, "main", lambda: 0)
+    monkeypatch.setattr(os, "_exit", codes.append)
+    monkeypatch.setattr(logging, "shutdown", lambda: None)
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(jax.distributed, "shutdown", lost_peer)
+    entry.console()
     assert codes == [0]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["adamjax: warning: jax.distributed.shutdown: barrier timed out"]
