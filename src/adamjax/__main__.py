@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 
+import jax
+
 from .cli import EXIT_INTERRUPTED, EXIT_TERMINATED, main
 
 
@@ -25,8 +27,7 @@ def console() -> None:
         if isinstance(e.code, str):
             print(e.code, file=sys.stderr)
         code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
-    jax = sys.modules.get("jax")
-    if jax and code not in (EXIT_INTERRUPTED, EXIT_TERMINATED) and jax.distributed.is_initialized():
+    if code not in (EXIT_INTERRUPTED, EXIT_TERMINATED) and jax.distributed.is_initialized():
         try:
             jax.distributed.shutdown()
         except Exception as e:  # a lost peer: the run's own outcome is already reported

@@ -224,11 +224,10 @@ CONSOLE = {
 }
 
 
-@pytest.mark.parametrize("case", list(CONSOLE))
-def test_console_leaves_through_os_exit(monkeypatch, capsys, case):
-    """``adamjax`` leaves through ``os._exit`` (no interpreter teardown) with main's code,
-    after logging and the output are flushed and, in a multi-process run that was not
-    interrupted, jax.distributed is shut down (its peers wait for it)."""
+def _console(monkeypatch, main, distributed, shutdown_error=None) -> list:
+    """Run ``adamjax.__main__.console`` with ``main``, jax.distributed (initialised or
+    not; its shutdown raising ``shutdown_error``), ``os._exit`` and ``logging.shutdown``
+    replaced; returns the calls in order: ("shutdown",), ("logging",), ("exit", code)."""
     import logging
     import os
 
@@ -236,44 +235,42 @@ def test_console_leaves_through_os_exit(monkeypatch, capsys, case):
 
     import adamjax.__main__ as entry
 
-    outcome, distributed, shutdown, code, err = CONSOLE[case]
     calls = []
+
+    def shutdown():
+        calls.append(("shutdown",))
+        if shutdown_error is not None:
+            raise shutdown_error
+
+    monkeypatch.setenv("ADAMJAX_INTERRUPTIBLE", "0")  # console() sets it only if unset
+    monkeypatch.setattr(entry, "main", main)
+    monkeypatch.setattr(os, "_exit", lambda c: calls.append(("exit", c)))
+    monkeypatch.setattr(logging, "shutdown", lambda: calls.append(("logging",)))
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: distributed)
+    monkeypatch.setattr(jax.distributed, "shutdown", shutdown)
+    entry.console()
+    return calls
+
+
+@pytest.mark.parametrize("case", list(CONSOLE))
+def test_console_leaves_through_os_exit(monkeypatch, capsys, case):
+    """``adamjax`` leaves through ``os._exit`` (no interpreter teardown) with main's code,
+    after logging and the output are flushed and, in a multi-process run that was not
+    interrupted, jax.distributed is shut down (its peers wait for it)."""
+    outcome, distributed, shutdown, code, err = CONSOLE[case]
 
     def fake_main():
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
-    monkeypatch.setenv("ADAMJAX_INTERRUPTIBLE", "0")  # console() sets it only if unset
-    monkeypatch.setattr(entry, "main", fake_main)
-    monkeypatch.setattr(os, "_exit", lambda c: calls.append(("exit", c)))
-    monkeypatch.setattr(logging, "shutdown", lambda: calls.append(("logging",)))
-    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: distributed)
-    monkeypatch.setattr(jax.distributed, "shutdown", lambda: calls.append(("shutdown",)))
-    entry.console()
+    calls = _console(monkeypatch, fake_main, distributed)
     assert calls == [("shutdown",)] * shutdown + [("logging",), ("exit", code)]
     assert err in capsys.readouterr().err
 
 
 def test_console_a_failing_distributed_shutdown_is_one_warning(monkeypatch, capsys):
-    import logging
-    import os
-
-    import jax
-
-    import adamjax.__main__ as entry
-
-    def lost_peer():
-        raise RuntimeError("barrier timed out")
-
-    codes = []
-    monkeypatch.setenv("ADAMJAX_INTERRUPTIBLE", "0")
-    monkeypatch.setattr(entry, "main", lambda: 0)
-    monkeypatch.setattr(os, "_exit", codes.append)
-    monkeypatch.setattr(logging, "shutdown", lambda: None)
-    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: True)
-    monkeypatch.setattr(jax.distributed, "shutdown", lost_peer)
-    entry.console()
-    assert codes == [0]
+    calls = _console(monkeypatch, lambda: 0, True, RuntimeError("barrier timed out"))
+    assert [c for c in calls if c[0] == "exit"] == [("exit", 0)]
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["adamjax: warning: jax.distributed.shutdown: barrier timed out"]

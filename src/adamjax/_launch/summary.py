@@ -165,9 +165,7 @@ def summary_table(ds, s) -> str:
     if dim <= 3:
         cols.append("limit mean ± SE")
     rows = []
-    flat = s.stack(point=axes) if axes else s.expand_dims("point")
-    for i in range(flat.sizes["point"]):
-        p = flat.isel(point=i)
+    for _, p in _points(s, axes):
         row = [fmt_value(p[a].item()) for a in axes]
         row += [str(int(s["runs"]))]
         row += [f"{100 * float(p[k]):.0f}%" for k in ("converged", "diverging", "undecided")]
@@ -189,14 +187,20 @@ def summary_table(ds, s) -> str:
     return "\n".join(lines)
 
 
+def _points(ds, dims):
+    """``(tag, selection)`` for every combination of ``dims`` (one if there are none), the
+    tag reading ``"a = 1, b = 2"``."""
+    flat = ds.stack(point=dims) if dims else ds.expand_dims("point")
+    for i in range(flat.sizes["point"]):
+        sub = flat.isel(point=i)
+        yield ", ".join(f"{d} = {fmt_value(sub[d].item())}" for d in dims), sub
+
+
 def _apt_lines(s, axes) -> str:
     """The APT errors per grid point: first → last window, and the decay exponent."""
     head = "APT error (median over seeds), first → last window, decay exponent ± SE:"
-    flat = s.stack(point=axes) if axes else s.expand_dims("point")
     rows = [head]
-    for i in range(flat.sizes["point"]):
-        p = flat.isel(point=i)
-        tag = ", ".join(f"{a} = {fmt_value(p[a].item())}" for a in axes)
+    for tag, p in _points(s, axes):
         a, b = float(p["apt_first"]), float(p["apt_last"])
         if np.isnan(a):
             txt = "no completed window"
@@ -219,11 +223,8 @@ def _critical_lines(s) -> list[str]:
     lo_swept = float(np.min(s[B2].values))
     hi_swept = float(np.max(s[B2].values))
     other = [d for d in cb["critical_b2"].dims if d != B1]
-    flat = cb.stack(rest=other) if other else cb.expand_dims("rest")
     outside = False
-    for j in range(flat.sizes["rest"]):
-        sub = flat.isel(rest=j)
-        tag = ", ".join(f"{d} = {fmt_value(sub[d].item())}" for d in other)
+    for tag, sub in _points(cb, other):
         vals = []
         pairs = (sub["critical_b2"].values, sub["critical_b2_below"].values)
         for b1, c, lo in zip(sub[B1].values, *pairs, strict=True):
