@@ -96,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="results", help="output folder (default: results)")
     r.add_argument("--resume", action="store_true", help="continue a killed run of this spec")
     r.add_argument(
-        "--force", action="store_true", help="overwrite a folder holding another spec's results"
+        "--force",
+        action="store_true",
+        help="overwrite a folder holding another spec's results or an unfinished run",
     )
     r.add_argument("--chunk", type=int, help="runs per chunk (default: from the memory budget)")
     r.add_argument(

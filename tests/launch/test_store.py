@@ -124,6 +124,17 @@ def test_crash_between_write_and_marker_then_resume(tmp_path, monkeypatch, no_x6
         adamjax.run(spec, out=tmp_path, chunk=5, progress=False)
     monkeypatch.setattr(_store, "write_atomic", real)
     assert len(_store.done_units(tmp_path / "crash")) == 2
+    # The interrupted store says so: summaries and plots refuse its placeholder runs, and
+    # running the spec again without --resume would discard the finished units.
+    part = xr.open_zarr(tmp_path / "crash" / "results.zarr")
+    assert part.attrs["complete"] is False
+    with pytest.raises(SpecError, match="summary: the results are incomplete"):
+        adamjax.summary(part)
+    with pytest.raises(SpecError, match="plot: the results are incomplete"):
+        adamjax.plot.phase(part)
+    with pytest.raises(SpecError, match=r"unfinished run of this spec \(2 of 6 chunks"):
+        adamjax.run(spec, out=tmp_path, chunk=5, progress=False)
+    assert len(_store.done_units(tmp_path / "crash")) == 2
 
     ran = []
     real_unit = _sweep.run_unit
@@ -135,6 +146,8 @@ def test_crash_between_write_and_marker_then_resume(tmp_path, monkeypatch, no_x6
     ds = adamjax.run(spec, out=tmp_path, chunk=5, resume=True, progress=False)
     assert sorted(ran) == [2, 3, 4, 5]  # units 0, 1 were complete
     assert_same(mem, ds)
+    assert ds.attrs["complete"] is True
+    adamjax.summary(ds)
 
 
 def _wait_for(pred, proc, timeout=240):

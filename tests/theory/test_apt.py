@@ -1,5 +1,7 @@
 """The APT error pipeline and the [flow] spec integration (issue 3)."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -189,6 +191,9 @@ def test_flow_samples_refused_before_any_simulation(monkeypatch):
         adamjax.make_plan(spec)
     with pytest.raises(SpecError, match="optimizer.kind = 'sgd'"):
         adamjax.make_plan(base_spec(**{"optimizer.kind": "sgd", "flow.windows": 4}))
+    both = base_spec(**{"flow.samples": 2**16, "flow.target_se": 1e-4})
+    with pytest.raises(SpecError, match=r"flow.target_se = 0.0001: .* not both"):
+        adamjax.make_plan(both)
 
 
 def test_grid_slopes_exact_for_quartics():
@@ -219,11 +224,22 @@ def test_flow_on_a_finite_sum_problem_with_progress(capsys):
     assert np.nanmax(ds["vf_se"].values) < 1e-3
 
 
-def test_failed_flows_counted_and_reported_once():
-    spec = _zhang_flow_spec(**{"flow.max_steps": 1})
+def test_failed_flows_and_a_missed_target_se_reported_once_each(monkeypatch):
+    """Failed flows are counted and reported in one warning; a ``flow.target_se`` the
+    field did not reach (here: M capped at 2^17) in one more, the chain lengths used in
+    the attribute ``flow_samples``."""
+    capped = functools.partial(apt_mod.vector_field, max_samples=2**17)
+    monkeypatch.setattr(apt_mod, "vector_field", capped)
+    spec = _zhang_flow_spec(**{"flow.max_steps": 1, "flow.target_se": 1e-6})
     with pytest.warns(RuntimeWarning, match=r"flows failed") as rec:
         ds = adamjax.run(spec)
-    assert len([w for w in rec if "flows failed" in str(w.message)]) == 1
+    texts = [str(w.message) for w in rec]
+    assert len([t for t in texts if "flows failed" in t]) == 1
+    se_warnings = [t for t in texts if "standard error reaches" in t]
+    assert len(se_warnings) == 1 and "flow.target_se = 1e-06" in se_warnings[0], texts
+    assert not [t for t in texts if t.startswith("target_se = ")]  # the API's own warning
+    assert ds.attrs["flow_samples"] and max(ds.attrs["flow_samples"]) <= 2**17
+    assert np.nanmax(ds["vf_se"].values) > 2e-6
     failed = ds.attrs["flow_failed"]
     assert failed == int((~ds["flow_ok"].values).sum()) > 0
     assert np.isnan(ds["apt_error"].values[~ds["flow_ok"].values]).all()

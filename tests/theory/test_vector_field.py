@@ -233,6 +233,12 @@ def test_target_se_knob():
     vf = vector_field(base_spec(), target_se=5e-4, dtype=F64)
     _, se = vf(jnp.zeros((1, 1), F64))
     assert float(se[0, 0]) <= 5e-4 * 1.1
+    # A target beyond max_samples says so (and what SE to expect); both knobs: an error.
+    with pytest.warns(RuntimeWarning, match=r"target_se = 1e-07: .* capped at max_samples"):
+        vf = vector_field(base_spec(), target_se=1e-7, max_samples=2**17, dtype=F64)
+    assert vf.samples <= 2**17
+    with pytest.raises(ValueError, match="not both"):
+        vector_field(base_spec(), samples=2**16, target_se=1e-4)
 
 
 def _regression_minimum(spec):

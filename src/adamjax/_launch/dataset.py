@@ -81,6 +81,8 @@ def provenance(plan: Plan) -> dict[str, Any]:
         # One entry per launch that wrote runs into a store (a resume appends its own).
         "device_counts": [jax.device_count()],
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        # Every run present; a store's skeleton says False until its last unit is written.
+        "complete": True,
         **plan.provenance,  # a user's problem module: its file and source hash
     }
 

@@ -30,10 +30,8 @@ from .._engine.problems.base import Problem
 from .._theory.phase import field_grid
 from .._theory.vector_field import vector_field as _theory_vf
 from .outcome import CONVERGED, DIVERGING, UNDECIDED
-from .plan import run_dtype, spec_folder
-from .problems import Problems
+from .plan import point_problem
 from .progress import Progress
-from .spec import grid_points, load_spec
 
 FLAG_MEANINGS = "converging diverging undecided"
 
@@ -278,9 +276,7 @@ def _setup(spec_or_problem, point: int, scheme, eps, batch_size):
 def _problem_of(spec_or_problem, point: int) -> tuple[Problem, dict]:
     if isinstance(spec_or_problem, Problem):
         return spec_or_problem, {}
-    loaded = load_spec(spec_or_problem)
-    p = list(grid_points(loaded.spec))[point]
-    problem = Problems(spec_folder(loaded))(p["problem"], run_dtype(p["run"]["dtype"]))
+    problem, p = point_problem(spec_or_problem, point)
     th = p["run"]["theta0"]
     return problem, {
         "scheme": p["sampling"]["scheme"],

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._engine.errors import SpecError
+from .._engine.errors import AssumptionWarning, SpecError
 from .._engine.optimizers import OptHParams
 from .._engine.params import fmt
 from .._engine.problems.base import AbstractFiniteSumProblem, Problem
@@ -151,6 +152,17 @@ def spec_folder(loaded: LoadedSpec) -> Path:
     """Where a user's problem module is looked for: beside the spec file, or the current
     folder for a spec given as a dict."""
     return Path(loaded.path).resolve().parent if loaded.path else Path.cwd()
+
+
+def point_problem(spec, point: int) -> tuple[Problem, dict]:
+    """The problem of grid point ``point`` of ``spec`` (a path, TOML text or dict) and
+    the point's resolved sections. For the theory helpers, which take β1, β2 from their
+    own arguments: the spec's β1² ≥ β2 warning about its grid is not issued here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AssumptionWarning)
+        loaded = load_spec(spec)
+    p = list(grid_points(loaded.spec))[point]
+    return Problems(spec_folder(loaded))(p["problem"], run_dtype(p["run"]["dtype"])), p
 
 
 def run_dtype(name: str):

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._engine.errors import SpecError
 from .outcome import CONVERGED, DIVERGING, UNDECIDED
-from .summary import B1, B2, fmt_value, sweep_axes
+from .summary import B1, B2, fmt_value, require_complete, sweep_axes
 
 STATS = ("median", "mean", "fraction")
 
@@ -164,6 +164,7 @@ def phase(ds, x: str | None = None, y: str | None = None, var=None, stat="median
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm, Normalize
 
+    require_complete(ds, "plot")
     axes = sweep_axes(ds)
     if len(axes) < 2:
         raise SpecError(f"plot: a phase diagram needs two sweep axes, the results have {axes}")
@@ -288,6 +289,7 @@ def curves(ds, var: str = "loss", ax=None, max_points: int = 8):
     and 10–90 % band over seeds, one curve per grid point (at most ``max_points``)."""
     import matplotlib.pyplot as plt
 
+    require_complete(ds, "plot")
     if var not in ("loss", "theta") or var not in ds:
         raise SpecError(f"--var = {var!r}: curves over steps need 'loss' or 'theta'")
     fig = None
@@ -323,6 +325,7 @@ def apt(ds, ax=None, max_points: int = 8):
     schedule that is not swept."""
     import matplotlib.pyplot as plt
 
+    require_complete(ds, "plot")
     if "apt_error" not in ds:
         raise SpecError("plot: the results have no apt_error (add a [flow] table to the spec)")
     fig = None

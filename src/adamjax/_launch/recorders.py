@@ -95,9 +95,10 @@ class APTRecorder(Recorder):
         the plan's groups (their schedules fix the window starts)."""
         self.flow = flow
         _check_field(flow, groups)
-        self.options = FieldOptions(
-            **{k: flow[k] for k in FieldOptions._fields if k != "seed"}, seed=seed
-        )
+        # Options left unset (samples, target_se) keep FieldOptions' defaults.
+        given = {k: flow[k] for k in FieldOptions._fields if k != "seed" and flow[k] is not None}
+        self.options = FieldOptions(**given, seed=seed)
+        self.samples_used: list[int] = []
         kinds = {g.cfg.schedule for g in groups}
         if len(kinds) > 1:
             raise SpecError("flow: all grid points must share one schedule kind")
@@ -128,7 +129,7 @@ class APTRecorder(Recorder):
         show = _StageProgress(plan.spec["name"], progress)
         try:
             for g in plan.groups:
-                obs, args, _ = apt_prepare(
+                obs, args, used = apt_prepare(
                     g.cfg,
                     g.params,
                     self.starts,
@@ -139,6 +140,7 @@ class APTRecorder(Recorder):
                     flow_bar=show.flow_bar,
                 )
                 out.append((obs, args))
+                self.samples_used += [int(m) for m in used]
         finally:
             show.close()
         return out
@@ -166,6 +168,9 @@ class APTRecorder(Recorder):
                 RuntimeWarning,
                 stacklevel=2,
             )
+        if self.samples_used:
+            ds.attrs["flow_samples"] = self.samples_used
+        self._warn_se(ds["vf_se"].values)
         med = ds["apt_error"].median("seed", skipna=True)
         lead = med.dims[:-1]
         flat = med.values.reshape(-1, len(n))
@@ -181,11 +186,33 @@ class APTRecorder(Recorder):
             ds.attrs["apt_decay_exponent_se"] = float(se)
         return ds
 
+    def _warn_se(self, se) -> None:
+        """One warning when the field's SE at the window starts exceeds the asked
+        ``target_se`` twice over (the pilot sized M at a few starts; M is capped)."""
+        if self.options.samples is not None:
+            return
+        target = self.options.target_se
+        worst = float(np.nanmax(se)) if np.isfinite(se).any() else 0.0
+        if worst > 2 * target:
+            warnings.warn(
+                f"flow: the field's standard error reaches {worst:.2g} (median "
+                f"{float(np.nanmedian(se)):.2g}; dataset variable vf_se) against "
+                f"flow.target_se = {target:g}, with {max(self.samples_used, default=0)} "
+                f"samples (at most 2^24); give flow.samples for a longer chain",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
 
 def _check_field(flow: dict, groups) -> None:
     """The ``[flow]`` options that only the vector field can judge, checked before any
     simulation: the optimiser has a field, and ``flow.samples`` gives every batch mean
     at least ten correlation times of the chain at the largest β of the runs."""
+    if flow["samples"] is not None and flow["target_se"] is not None:
+        raise SpecError(
+            f"flow.target_se = {flow['target_se']:g}: give flow.samples (a fixed chain "
+            "length) or flow.target_se (sized by a pilot), not both"
+        )
     for g in groups:
         kind = g.cfg.optimizer
         if kind not in FIELD_OPTIMIZERS:

@@ -3,15 +3,16 @@ of a spec's grid point."""
 
 from __future__ import annotations
 
+import warnings
+
 from .._engine.problems.base import Problem
 from .._theory import vector_field as _vf
 from .dataset import preload, to_dataset
 from .execute import execute
-from .plan import make_plan, run_dtype, spec_folder
-from .problems import Problems
+from .plan import make_plan, point_problem
 from .progress import Progress
 from .recorders import PASS_2
-from .spec import grid_points, load_spec
+from .spec import load_spec
 from .sweep import run_to_store
 
 
@@ -50,22 +51,31 @@ def run(
             1 GiB on CPU shared by its devices).
         resume: with ``out``, skip the units an interrupted run of the same spec
             completed.
-        force: with ``out``, overwrite a folder holding another spec's results.
+        force: with ``out``, overwrite a folder holding another spec's results or an
+            unfinished run of this one (without ``resume`` or ``force`` such a run is
+            refused, so that its finished units are not lost).
         scale: apply the spec's ``[scale.NAME]`` overrides (e.g. ``"smoke"``).
         overrides: ``"KEY=VALUE"`` strings or (key, value) pairs applied last, as the
             CLI's ``--set`` (see :func:`~adamjax.load_spec`).
         problem: a problem object (e.g. :func:`~adamjax.finite_sum_problem`) that
             replaces the spec's ``[problem]``.
     """
-    loaded = load_spec(spec, scale=scale, overrides=overrides, problem_object=problem is not None)
     mode = ("bar" if _isatty() else "off") if progress is None else progress
-    plan = make_plan(
-        loaded,
-        chunk=chunk,
-        budget=budget,
-        problem=problem,
-        progress=progress if out is not None else mode,
-    )
+    # The spec's warnings (β1² ≥ β2) are held until the plan stands: an error in the
+    # spec or the user's problem is then the only line the user reads.
+    with warnings.catch_warnings(record=True) as held:
+        loaded = load_spec(
+            spec, scale=scale, overrides=overrides, problem_object=problem is not None
+        )
+        plan = make_plan(
+            loaded,
+            chunk=chunk,
+            budget=budget,
+            problem=problem,
+            progress=progress if out is not None else mode,
+        )
+    for w in held:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
     preload(store=out is not None)
     if out is not None:
         explicit = chunk is not None or plan.spec["run"]["chunk"] is not None
@@ -115,9 +125,7 @@ def vector_field(spec_or_problem, *, point: int = 0, **kwargs) -> _vf.VectorFiel
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if isinstance(spec_or_problem, Problem):
         return _vf.vector_field(spec_or_problem, **kwargs)
-    loaded = load_spec(spec_or_problem)
-    p = list(grid_points(loaded.spec))[point]
-    problem = Problems(spec_folder(loaded))(p["problem"], run_dtype(p["run"]["dtype"]))
+    problem, p = point_problem(spec_or_problem, point)
     o = p["optimizer"]
     given = {
         "optimizer": o["kind"],

@@ -308,6 +308,16 @@ def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> 
             f"(spec_hash {old}, this spec {new}); choose another --out or pass --force "
             "to overwrite"
         )
+    if old == new and not (resume or force) and (root / LAYOUT).is_file():
+        # Starting over would throw away the finished chunks of a killed run.
+        n_units = Layout.from_json((root / LAYOUT).read_text()).n_units
+        n_done = len(done_units(root) & set(range(n_units)))
+        if 0 < n_done < n_units:
+            raise SpecError(
+                f"out = {json.dumps(str(root))}: holds an unfinished run of this spec "
+                f"({n_done} of {n_units} chunks finished); pass --resume to finish it or "
+                "--force to start over"
+            )
     if resume and old == new and (root / LAYOUT).is_file():
         bad = damaged_units(root, done_units(root))
         if bad:

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from .._engine.errors import SpecError
 from .outcome import CONVERGED, DIVERGING, UNDECIDED
 
 B1, B2 = "optimizer.b1", "optimizer.b2"
@@ -22,6 +23,16 @@ B1, B2 = "optimizer.b1", "optimizer.b2"
 def sweep_axes(ds) -> list[str]:
     """The sweep dims of a results dataset (its lead dims before ``seed``)."""
     return [d for d in ds["loss_final"].dims if d != "seed"]
+
+
+def require_complete(ds, what: str) -> None:
+    """Refuse the store of an interrupted run (attribute ``complete`` False until its last
+    unit is written): its missing runs hold placeholders (outcome undecided, NaN)."""
+    if ds.attrs.get("complete", True) is False:
+        raise SpecError(
+            f"{what}: the results are incomplete (their run was interrupted before every "
+            "chunk was written); `adamjax run SPEC --out … --resume` completes them"
+        )
 
 
 def summary(ds):
@@ -38,6 +49,7 @@ def summary(ds):
     (see :func:`critical_b2`)."""
     import xarray as xr
 
+    require_complete(ds, "summary")
     out = xr.Dataset(coords={d: ds[d] for d in sweep_axes(ds)})
     oc = ds["outcome"]
     for name, flag in (("converged", CONVERGED), ("diverging", DIVERGING)):

@@ -198,6 +198,9 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
                     fills = {"outcome": UNDECIDED, "diverged_step": -1}
                     arrays = store_.skeleton_arrays(data, plan.n_runs, fills)
                     skeleton = to_dataset(plan, arrays)
+                    # Until the last unit is written (``complete`` below), summaries and
+                    # plots refuse the store: its missing runs would read as undecided.
+                    skeleton.attrs["complete"] = False
                     store_.write_skeleton(store, skeleton, layout)
                     store_.write_layout(root, layout)
                     dist.publish(key + "/skeleton", "ok")
@@ -221,6 +224,7 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
         if not fresh and mine:
             _record_launch(store)
         _summarize(store, plan)
+        store_.write_summary(store, None, {"complete": True})
     dist.barrier(key + "/post")
     import xarray as xr  # here, not above: the import (preload) overlaps the first unit
 

@@ -33,6 +33,7 @@ median_runs E_j ≈ C · n_j^p.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -354,21 +355,24 @@ def _field_for(cfg: SimConfig, hp, starts: np.ndarray, opts: FieldOptions):
         # has the largest SE).
         idx = np.linspace(0, len(finite) - 1, min(16, len(finite))).astype(int)
         at = np.sort(finite, axis=0)[idx]
-    vf = vector_field(
-        cfg.problem,
-        b1=b1,
-        b2=b2,
-        eps=eps,
-        eps_root=eps_root,
-        optimizer=kind,
-        batch_size=cfg.batch_size,
-        samples=opts.samples,
-        target_se=None if opts.samples else opts.target_se,
-        at=at,
-        batches=opts.batches,
-        seed=opts.seed,
-        dtype=dt,
-    )
+    with warnings.catch_warnings():
+        # The APT reports the SE it reached at every window start instead (one warning).
+        warnings.filterwarnings("ignore", "target_se = ", RuntimeWarning)
+        vf = vector_field(
+            cfg.problem,
+            b1=b1,
+            b2=b2,
+            eps=eps,
+            eps_root=eps_root,
+            optimizer=kind,
+            batch_size=cfg.batch_size,
+            samples=opts.samples,
+            target_se=None if opts.samples else opts.target_se,
+            at=at,
+            batches=opts.batches,
+            seed=opts.seed,
+            dtype=dt,
+        )
     if vf.method == "chain" and cfg.problem.separable and len(finite):
         # Each coordinate solves a 1-D autonomous ODE, which is monotone and cannot
         # cross a zero of f: the flow stays within the range of its starts. A margin

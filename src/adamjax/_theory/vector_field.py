@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any
 
 import equinox as eqx
@@ -460,6 +461,11 @@ def vector_field(
 
     if method == "exact":
         return build(0)
+    if samples is not None and target_se is not None:
+        raise ValueError(
+            f"target_se = {target_se:g}: give samples (a fixed chain length) or target_se "
+            "(sized by a pilot), not both"
+        )
     floor = min_samples(b1, b2, batches, th)
     if samples is None and target_se is not None:
         m0 = _round(max(2**16, floor), batches, th)
@@ -469,6 +475,14 @@ def vector_field(
         worst = float(jnp.max(se))
         need = m0 * (worst / target_se) ** 2 * 1.1 if worst > 0 else m0
         samples = min(max_samples, max(int(math.ceil(need)), floor))
+        if need > max_samples:
+            warnings.warn(
+                f"target_se = {target_se:g}: needs about {need:.3g} samples, capped at "
+                f"max_samples = {max_samples}; the SE will be about "
+                f"{worst * math.sqrt(m0 / max_samples):.2g}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     samples = _round(samples or 2**18, batches, th)
     if check_samples and samples < floor:
         raise ValueError(
