@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import adamjax
 from helpers import RTOL_F64
@@ -116,3 +117,16 @@ def test_tuple_structure_is_kept():
     assert flat.shape == (2, 4)
     out = back(flat)
     assert isinstance(out, tuple) and out[0].shape == (2, 3) and out[1].shape == (2, 1)
+
+
+def test_errors_in_the_users_functions_name_the_line():
+    """An exception in the user's loss or init is one line with the user's own line."""
+    data = {"x": jnp.ones((4, 2))}
+
+    def loss(params, ex):
+        return jnp.sum(params["w3"] * ex["x"])  # no such key
+
+    with pytest.raises(ValueError, match=r"loss\(params, example\) raised KeyError: 'w3' \(at "):
+        adamjax.finite_sum_problem(loss, data, {"w": jnp.zeros(2)})
+    with pytest.raises(ValueError, match=r"init\(key\) raised ZeroDivisionError: .*test_pytree"):
+        adamjax.finite_sum_problem(loss, data, lambda key: 1 / 0)

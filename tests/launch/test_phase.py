@@ -163,3 +163,12 @@ def test_user_finite_sum_problem_is_predicted():
     assert (pd["drift"].values > 0).all()
     cb = adamjax.critical_b2(problem, b1=0.0, at=[[4.0]], lo=0.1, grid=6, samples=2**15)
     assert float(cb["critical_b2"]) == 0.1
+
+
+def test_bad_arguments_are_one_line_errors():
+    """Arguments a user gets wrong are named, before any estimate is computed."""
+    spec = _zhang_spec()
+    with pytest.raises(adamjax.SpecError, match=r"batch_size = 0: must be ≥ 1"):
+        adamjax.phase_diagram(spec, b1=[0.0], b2=[0.9], batch_size=0)
+    with pytest.raises(adamjax.SpecError, match=r"scheme = 'shuffle': must be one of iid"):
+        adamjax.phase_diagram(spec, b1=[0.0], b2=[0.9], scheme="shuffle")

@@ -120,6 +120,10 @@ def test_critical_b2_table_states_the_bracket(converges, want):
         assert w in table, table
     if not any("*" in w for w in want):
         assert "outside the ODE theory" not in table
+    # Without gap_final (no known minimiser) the table says what "converges" meant.
+    assert "no known minimiser" in table
+    ds["gap_final"] = ds["loss_final"]
+    assert "no known minimiser" not in adamjax.summary_table(ds, adamjax.summary(ds))
 
 
 def test_plot(case, tmp_path):
@@ -175,3 +179,29 @@ def test_cli_run_plot_summary(tmp_path):
     assert data["axes"] == ["optimizer.b1", "optimizer.b2"] and len(data["points"]) == 6
     r = run_cli("plot", tmp_path, "--out", tmp_path / "p.txt")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a results store" in r.stderr
+
+
+def test_title_leaves_out_swept_keys_and_wraps():
+    """A swept key is on an axis, not in the title (batch size, c of γ_n); a long title
+    is cut into lines of ≤ ~90 characters at its '; ' separators."""
+    import xarray as xr
+
+    spec = {
+        "name": "a-rather-long-experiment-name",
+        "problem": {"kind": "mymodule:problem", "n_points": 64, "dim": 3, "noise": 0.25},
+        "optimizer": {"b1": 0.9, "b2": 0.999},
+        "schedule": {"c": 0.05, "r": 0.5},
+        "sampling": {"scheme": "reshuffle", "batch_size": 8},
+        "run": {"steps": 2000},
+    }
+    dims = ("sampling.batch_size", "schedule.c", "seed")
+    ds = xr.Dataset(
+        {"loss_final": (dims, np.ones((2, 2, 3)))},
+        coords={"sampling.batch_size": [1, 8], "schedule.c": [0.01, 0.1]},
+        attrs={"spec": json.dumps(spec)},
+    )
+    t = adamjax.plot.title(ds)
+    assert "b=8" not in t and "reshuffle" in t and "γ_n = c·n^-0.5" in t, t
+    assert "b1=0.9" in t and "2000 steps × 3 seeds" in t, t
+    lines = t.split("\n")
+    assert len(lines) >= 2 and max(map(len, lines)) <= 90, lines

@@ -67,7 +67,7 @@ def test_user_callable_beside_the_spec(tmp_path):
 FAILURES = {
     "import": ("nomod:problem", 'problem.kind = "nomod:problem": no module'),
     "attribute": ("mymod:nothere", "has no attribute 'nothere'"),
-    "exception": ("mymod:boom", "boom(…) raised RuntimeError: the user's bug"),
+    "exception": ("mymod:boom", "boom(…) raised RuntimeError: the user's bug (at mymod.py:"),
     "return type": ("mymod:not_a_problem", "returned int, expected an adamjax problem"),
     "not callable": ("mymod:NOT_CALLABLE", "is not callable"),
     "syntax": ("broken:problem", "importing broken: SyntaxError"),

@@ -215,6 +215,36 @@ def test_zero_converges_in_float32():
     assert abs(z32.theta[0] - z64.theta[0]) < 1e-3 * abs(z64.theta[0])
 
 
+def _logistic(n=64, d=3):
+    """Logistic regression with a small ridge on a fixed random data set (θ = (w, b))."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, d))
+    y = (x @ rng.normal(size=d) + 0.5 * rng.normal(size=n) > 0).astype(float)
+
+    def loss(theta, ex):
+        z = ex["x"] @ theta[:d] + theta[d]
+        return jax.nn.softplus(z) - ex["y"] * z + 0.005 * jnp.sum(theta[:d] ** 2)
+
+    data = {"x": jnp.asarray(x, F64), "y": jnp.asarray(y, F64)}
+    return adamjax.finite_sum_problem(loss, data, jnp.zeros(d + 1, F64))
+
+
+def test_zero_damped_newton_from_far_away():
+    """From θ = 0 plain Newton on this logistic field ran off to θ ≈ (inf, 3e14, …);
+    the damped steps (|f̂| must decrease) reach the zero found from near it, and a
+    start from which Newton does not converge is a warning, never an infinite θ."""
+    vf = vector_field(_logistic(), b1=0.9, b2=0.99, samples=2**15, dtype=F64)
+    far = vf_zero(vf)
+    assert far.success and np.all(np.isfinite(far.theta))
+    near = vf_zero(vf, x0=far.theta + 0.05)
+    assert near.success
+    np.testing.assert_allclose(far.theta, near.theta, rtol=1e-8, atol=1e-10)
+    assert np.max(np.abs(far.residual)) < 1e-10
+    with pytest.warns(RuntimeWarning, match=r"vf_zero: Newton's method did not converge"):
+        stuck = vf_zero(vf, max_steps=1)
+    assert not stuck.success and np.all(np.isfinite(stuck.theta))
+
+
 def test_adam_limit_is_zero_of_f():
     """≥ 500 Adam runs (β = (0.9, 0.99), γ_n = 0.05 n^−0.6, θ0 = 1): the mean limit agrees
     with the zero of f within 3 combined SE; both > 10 SE from 0."""
@@ -274,3 +304,16 @@ def test_lyapunov_overparametrised_regression():
         assert ly.values.shape == (24,)
         fr[bs] = ly.fraction_positive
     assert fr[24] >= 0.9, fr
+
+
+def test_bad_arguments_are_named():
+    """A hyperparameter out of range or θ of the wrong dimension is one plain message,
+    not a JAX broadcasting error or a 130-digit sample count."""
+    with pytest.raises(ValueError, match=r"^b2 = 1: must be in \[0, 1\)$"):
+        vector_field(base_spec(), b2=1.0, samples=2**16)
+    with pytest.raises(ValueError, match=r"batch_size = 0: must be ≥ 1"):
+        vector_field(base_spec(), batch_size=0, samples=2**16)
+    vf = vector_field(_quad("gaussian"), b2=0.99, samples=2**16, dtype=F64)
+    for call in (vf, vf.value, lambda t: adamjax.flow(vf, t, np.linspace(0.0, 1.0, 3))):
+        with pytest.raises(ValueError, match=r"θ of shape \(1, 3\): the problem has dim 2"):
+            call(np.zeros((1, 3)))

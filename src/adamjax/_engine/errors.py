@@ -9,6 +9,10 @@ importing the launcher.
 
 from __future__ import annotations
 
+import sys
+import traceback
+from pathlib import Path
+
 
 class SpecError(ValueError):
     """A bad spec or input: the message is one line naming the key and the value."""
@@ -25,3 +29,23 @@ def beta_warning_text(b1, b2, count: int = 1, total: int = 1) -> str:
     if total > 1:
         pair = f"{count} of {total} grid points (the first: {pair})"
     return f"{pair}: β1² ≥ β2 is outside the assumption α < √β of the ODE theory (runs anyway)"
+
+
+def raised(e: BaseException) -> str:
+    """``"ValueError: … (at mymodule.py:12)"``: an exception of the user's code in one
+    line, with the innermost frame outside Python's and the installed packages' files
+    (the user's own line; nothing when there is none)."""
+    text = " ".join(str(e).split())
+    out = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    if " (at " in text:  # an adamjax message that already names the user's line
+        return out
+    roots = {str(Path(p).resolve()) for p in (sys.prefix, sys.base_prefix)}
+    ours = str(Path(__file__).resolve().parents[1])  # the adamjax package
+    for frame in reversed(traceback.extract_tb(e.__traceback__)):
+        f = str(Path(frame.filename).resolve())
+        if frame.filename.startswith("<") or f.startswith(ours) or "site-packages" in f:
+            continue
+        if any(f.startswith(r + "/lib") for r in roots):
+            continue
+        return f"{out} (at {Path(f).name}:{frame.lineno})"
+    return out

@@ -62,7 +62,13 @@ def as_flat(problem, theta):
     PyTree whose leaves have the same leading axes …); ``restore`` maps an array
     (…', dim) back to the structure the caller used."""
     if is_flat(theta):
-        return jnp.asarray(theta), identity
+        flat = jnp.asarray(theta)
+        if flat.ndim == 0 or flat.shape[-1] != problem.dim:
+            raise ValueError(
+                f"θ of shape {tuple(flat.shape)}: the problem has dim {problem.dim}, "
+                f"so θ must have shape (…, {problem.dim})"
+            )
+        return flat, identity
     template = jax.eval_shape(problem.unflatten, jax.ShapeDtypeStruct((problem.dim,), float))
     t_leaves = jax.tree_util.tree_leaves(template)
     leaves = jax.tree_util.tree_leaves(theta)

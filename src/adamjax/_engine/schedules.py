@@ -2,7 +2,7 @@
 
 ``power``:    γ_n = c · (n + n0)^(−r), 0 < r ≤ 1 — the paper's example
               (Dereich, Jentzen & Kassing 2025, Remark 1.6) and, with r = 1/2,
-              the talk's η_k = η0/√k.
+              Zhang 2023's η_k = η0/√k.
 ``constant``: γ_n = c.
 
 ``n`` counts Adam steps from 1. Training time is t_n = γ_1 + … + γ_n.
@@ -21,7 +21,7 @@ class SchedHParams(NamedTuple):
     """Per-run schedule constants (scalars, or arrays with a leading run axis).
 
     The defaults here are the defaults of the spec's ``[schedule]`` table:
-    γ_n = 0.05·n^(−1/2), the talk's η_k = η0/√k.
+    γ_n = 0.05·n^(−1/2), Zhang 2023's η_k = η0/√k.
     """
 
     c: Any = 0.05

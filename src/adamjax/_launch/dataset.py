@@ -40,7 +40,11 @@ ATTRS: dict[str, tuple[str, str, str]] = {
     "diverged_step": ("step of the blow-up", "1", "the step that blew up; -1 if none"),
     "theta": ("iterate Θ_n at the snapshots", "1", "θ at the log-spaced snapshot steps"),
     "loss": ("loss L(Θ_n)", "1", "objective at the snapshot iterates"),
-    "gap_final": ("optimality gap ‖Θ_N − θ*‖", "1", "distance to the problem's minimiser θ*"),
+    "gap_final": (
+        "optimality gap ‖Θ_N − θ*‖",
+        "1",
+        "distance to the problem's minimiser θ* (only where θ* is known: absent otherwise)",
+    ),
     "outcome": (
         "outcome of the run",
         "1",

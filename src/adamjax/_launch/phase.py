@@ -27,6 +27,7 @@ import numpy as np
 
 from .._engine.errors import SpecError
 from .._engine.problems.base import Problem
+from .._engine.sampling import SCHEMES
 from .._theory.phase import field_grid
 from .._theory.vector_field import vector_field as _theory_vf
 from .outcome import CONVERGED, DIVERGING, UNDECIDED
@@ -171,7 +172,7 @@ def critical_b2(
     On Zhang et al.'s counterexample f is one constant F(β1, β2, b) for x ≥ −1 and
     sign(x + 2)·F near x* = −2, so β2* is exactly where the flow switches from running
     to +∞ to converging, and where L becomes a Lyapunov function of the flow near the
-    minimum (DJK Thm 2.1/2.4; the talk's "smaller batches need larger β2").
+    minimum (DJK Thm 2.1/2.4; Zhang 2023: "smaller batches need larger β2"; README, References).
 
     Args:
         spec_or_problem, at, scheme, samples, batches, eps, seed, point, dtype: as for
@@ -270,7 +271,12 @@ def _setup(spec_or_problem, point: int, scheme, eps, batch_size):
     scheme = scheme or defaults.get("scheme", "iid")
     eps = defaults.get("eps", 1e-8) if eps is None else eps
     sizes = batch_size if batch_size is not None else defaults.get("batch_size", 1)
-    return problem, defaults, scheme, eps, [int(b) for b in np.atleast_1d(sizes)]
+    sizes = [int(b) for b in np.atleast_1d(sizes)]
+    if min(sizes) < 1:
+        raise SpecError(f"batch_size = {min(sizes)}: must be ≥ 1")
+    if scheme not in SCHEMES:
+        raise SpecError(f"scheme = {scheme!r}: must be one of {', '.join(SCHEMES)}")
+    return problem, defaults, scheme, eps, sizes
 
 
 def _problem_of(spec_or_problem, point: int) -> tuple[Problem, dict]:

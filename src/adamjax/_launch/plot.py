@@ -44,7 +44,7 @@ def spec_of(ds) -> dict:
 
 
 def title(ds, extra: str = "") -> str:
-    """The spec's parameters that are not swept, in one line (two when long)."""
+    """The spec's parameters that are not swept, in lines of at most ~90 characters."""
     s, axes = spec_of(ds), set(sweep_axes(ds))
     parts = [str(s.get("name", ""))]
     prob = s.get("problem", {})
@@ -60,14 +60,25 @@ def title(ds, extra: str = "") -> str:
     parts.append(" ".join(o))
     sch = s.get("schedule", {})
     if sch.get("kind", "power") == "power":
-        c, r = sch.get("c", "0.05"), sch.get("r", "0.5")
+        # A swept c or r appears by its symbol (its values are on an axis).
+        c = sch.get("c", "0.05") if "schedule.c" not in axes else "c"
+        r = sch.get("r", "0.5") if "schedule.r" not in axes else "r"
         parts.append(f"γ_n = {c}·n^-{r}")
     samp = s.get("sampling", {})
     if samp:
-        parts.append(f"{samp.get('scheme', 'iid')} b={samp.get('batch_size', 1)}")
+        scheme = samp.get("scheme", "iid") if "sampling.scheme" not in axes else ""
+        b = f"b={samp.get('batch_size', 1)}" if "sampling.batch_size" not in axes else ""
+        parts.append(" ".join(x for x in (scheme, b) if x))
     run = s.get("run", {})
     parts.append(f"{run.get('steps', '?')} steps × {ds.sizes.get('seed', '?')} seeds")
-    line = "; ".join(p for p in parts if p)
+    lines = [""]
+    for p in (p for p in parts if p):  # two or more lines of ≤ ~90 characters
+        joined = f"{lines[-1]}; {p}" if lines[-1] else p
+        if lines[-1] and len(joined) > 90:
+            lines.append(p)
+        else:
+            lines[-1] = joined
+    line = "\n".join(lines)
     return f"{extra}\n{line}" if extra else line
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from .._engine.errors import SpecError
+from .._engine.errors import SpecError, raised
 from .._engine.problems.base import Problem, cast_problem
 from .._engine.problems.registry import make_problem
 
@@ -69,20 +69,15 @@ def load_callable(kind: str, spec_dir: Path | None = None):
     except ModuleNotFoundError as e:
         if e.name == name.split(".")[0] or e.name == name:
             raise SpecError(f'problem.kind = "{kind}": no module {name!r} {where}') from None
-        raise SpecError(f'problem.kind = "{kind}": importing {name}: {_one(e)}') from None
+        raise SpecError(f'problem.kind = "{kind}": importing {name}: {raised(e)}') from None
     except Exception as e:  # noqa: BLE001 - the user's module: any failure is one line
-        raise SpecError(f'problem.kind = "{kind}": importing {name}: {_one(e)}') from None
+        raise SpecError(f'problem.kind = "{kind}": importing {name}: {raised(e)}') from None
     fn = vars(module).get(attr)
     if fn is None:
         raise SpecError(f'problem.kind = "{kind}": module {name!r} has no attribute {attr!r}')
     if not callable(fn):
         raise SpecError(f'problem.kind = "{kind}": {name}.{attr} is not callable')
     return fn, module
-
-
-def _one(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def build_user(table: dict, spec_dir: Path | None = None) -> tuple[Problem, dict]:
@@ -97,7 +92,7 @@ def build_user(table: dict, spec_dir: Path | None = None) -> tuple[Problem, dict
         obj = fn(**kwargs)
     except Exception as e:  # noqa: BLE001 - the user's code
         raise SpecError(
-            f'problem.kind = "{kind}": {kind.partition(":")[2]}(…) raised {_one(e)}'
+            f'problem.kind = "{kind}": {kind.partition(":")[2]}(…) raised {raised(e)}'
         ) from None
     if not isinstance(obj, Problem):
         raise SpecError(

@@ -253,6 +253,11 @@ def _critical_lines(s) -> list[str]:
         lines.append(f"  {tag + ': ' if tag else ''}{'  '.join(vals)}")
     if outside:
         lines.append("  *: β1² ≥ β2 there, outside the ODE theory (α < √β)")
+    if "gap_median" not in s:  # judged on the loss: see outcome.py
+        lines.append(
+            "  (no known minimiser: a run converges when its loss falls to record.ratio × "
+            "its start; where the minimal loss is far from 0, no β2 may count as converging)"
+        )
     return lines
 
 

@@ -14,6 +14,7 @@ groups of similar starts (one window of many runs) are the natural unit.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -101,7 +102,7 @@ def flow(
     atol: float = 1e-10,
     dt0: float | None = None,
     max_steps: int = 4096,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> FlowResult:
     """Φ_t(θ0) of the Adam ODE θ'(t) = −f(θ(t)) for every start and every time.
 
@@ -119,7 +120,8 @@ def flow(
         max_steps: solver steps per start; a start that needs more is flagged
             (``ok`` False, values NaN), never raised.
         progress: show a terminal bar of the solve (how far in t the slowest start is;
-            diffrax's ``TqdmProgressMeter``). The values are the same either way.
+            diffrax's ``TqdmProgressMeter``); default: when stderr is a terminal. The
+            values are the same either way.
 
     Returns:
         A :class:`FlowResult`: ``ys`` (…, len(ts), dim), ``ok`` (…), ``num_steps`` (…).
@@ -127,8 +129,12 @@ def flow(
     Reference: Dereich, Jentzen & Kassing (2025), Thm 1.5 (the ODE θ' = −f(θ)).
     """
     restore = None
-    if isinstance(field, AbstractField) and not is_flat(theta0):
-        theta0, restore = field.to_flat(theta0)
+    if isinstance(field, AbstractField):
+        given_flat = is_flat(theta0)
+        theta0, back = field.to_flat(theta0)  # also checks θ's dimension
+        restore = None if given_flat else back
+    if progress is None:
+        progress = sys.stderr.isatty()
     if solver not in SOLVERS:
         raise ValueError(f"flow.solver = {solver!r}: must be one of {', '.join(SOLVERS)}")
     theta0 = jnp.asarray(theta0)

@@ -417,6 +417,13 @@ def vector_field(
         raise ValueError(
             f"optimizer.kind = {kind!r}: the vector field is defined for adam, rmsprop and signsgd"
         )
+    for name, v in (("b1", b1), ("b2", b2)):
+        if not 0.0 <= float(v) < 1.0:
+            raise ValueError(f"{name} = {float(v):g}: must be in [0, 1)")
+    if not float(eps) >= 0.0 or not float(eps_root) >= 0.0:
+        raise ValueError(f"eps = {float(eps):g}, eps_root = {float(eps_root):g}: must be ≥ 0")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size = {batch_size}: must be ≥ 1")
     if thin is not None and (int(thin) < 1 or 1024 % int(thin)):
         raise ValueError(f"thin = {thin!r}: must be a power of two from 1 to 1024")
     dtype = default_dtype() if dtype is None else dtype

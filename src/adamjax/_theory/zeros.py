@@ -9,6 +9,7 @@ Lyapunov function of the flow (Thm 2.1).
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -50,7 +51,10 @@ def vf_zero(
     max_steps: int = 50,
 ) -> Zero:
     """Find θ with f̂(θ) = 0 by Newton's method on the CRN estimate f̂ (smooth in θ, so
-    the Jacobian J = ∂f̂/∂θ comes from forward-mode AD through the estimator).
+    the Jacobian J = ∂f̂/∂θ comes from forward-mode AD through the estimator), damped:
+    each step θ − λ J⁻¹f̂ takes the largest λ = 2⁻ᵏ that decreases |f̂| (far from the
+    zero, where f̂ is nearly sign-like, a full step can run off to infinity). A start
+    from which it does not converge is a warning and ``success`` False.
 
     The SE of the zero is the delta method, sqrt(diag(J⁻¹ Σ J⁻ᵀ)) with Σ the
     batch-means covariance of f̂ at the zero. ``grad_loss`` = ∇L at the zero: in
@@ -78,16 +82,26 @@ def vf_zero(
     atol = max(1e-12, 0.064 * ulp) if atol is None else atol
     d = field.dim
     y = jnp.zeros(d, field.dtype) if x0 is None else jnp.asarray(x0, field.dtype).reshape(d)
+    start = y
     ok = False
     for _ in range(max_steps):
         f, J, C = _newton_parts(field, y)
         step = jnp.linalg.solve(J, f)
-        y = y - step
-        if not bool(jnp.all(jnp.isfinite(y))):
+        if bool(jnp.all(jnp.abs(step) <= atol + rtol * jnp.abs(y - step))):
+            y, ok = y - step, True
             break
-        if bool(jnp.all(jnp.abs(step) <= atol + rtol * jnp.abs(y))):
-            ok = True
+        y_next = _damped(field, y, step, float(jnp.linalg.norm(f)))
+        if y_next is None:  # no step length decreases |f̂|: stuck (or not finite)
             break
+        y = y_next
+    if not ok:
+        warnings.warn(
+            f"vf_zero: Newton's method did not converge from x0 = {_short(start)} "
+            f"(stopped at θ = {_short(y)}); start nearer a zero, e.g. at Adam's final "
+            "iterate",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     f, J, C = _newton_parts(field, y)
     Ji = jnp.linalg.inv(J)
     se = jnp.sqrt(jnp.clip(jnp.diag(Ji @ C @ Ji.T), 0))
@@ -106,6 +120,24 @@ def vf_zero(
         back = {k: restore(d[k]) for k in ("theta", "se", "residual", "grad_loss")}
         zero = zero._replace(**back)
     return zero
+
+
+def _damped(field: VectorField, y, step, norm: float, halvings: int = 30):
+    """Backtracking: y − λ·step for the largest λ = 2⁻ᵏ whose |f̂| is finite and below
+    ``norm`` (|f̂(y)|), or None. Far from the zero a full Newton step can overshoot into a
+    region where f̂ is flat (a sign-like field) and the iteration runs off to infinity."""
+    lam = 1.0
+    for _ in range(halvings):
+        cand = y - lam * step
+        n = float(jnp.linalg.norm(field.value(cand)))
+        if bool(jnp.all(jnp.isfinite(cand))) and n < norm:
+            return cand
+        lam /= 2
+    return None
+
+
+def _short(a) -> str:
+    return np.array2string(np.asarray(a), precision=3, separator=", ", threshold=6)
 
 
 def bracket_zero(field: AbstractField, lo: float, hi: float, *, nodes: int = 33, rounds: int = 3):

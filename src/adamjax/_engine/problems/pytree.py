@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import raised
 from ..pytree import flatten, leaf_names
 from .base import AbstractLayeredProblem
 
@@ -74,7 +75,7 @@ def finite_sum_problem(loss: Callable, data, init) -> PyTreeFiniteSumProblem:
     try:
         template = init(jax.random.PRNGKey(0)) if callable(init) else init
     except Exception as e:  # noqa: BLE001 - the user's code
-        raise ValueError(f"finite_sum_problem: init(key) raised {type(e).__name__}: {e}") from None
+        raise ValueError(f"finite_sum_problem: init(key) raised {raised(e)}") from None
     # The engine's own unflatten keeps θ's dtype (ravel_pytree's would cast back to
     # the template's, e.g. float32 inside a float64 run).
     flat, unravel = flatten(template)
@@ -82,9 +83,7 @@ def finite_sum_problem(loss: Callable, data, init) -> PyTreeFiniteSumProblem:
     try:
         out = jax.eval_shape(loss, template, example)
     except Exception as e:  # noqa: BLE001 - the user's code
-        raise ValueError(
-            f"finite_sum_problem: loss(params, example) raised {type(e).__name__}: {e}"
-        ) from None
+        raise ValueError(f"finite_sum_problem: loss(params, example) raised {raised(e)}") from None
     if not isinstance(out, jax.ShapeDtypeStruct) or out.shape != ():
         raise ValueError(f"finite_sum_problem: loss(params, example) must be a scalar, not {out}")
     return PyTreeFiniteSumProblem(
