@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 
+import adamjax
 from adamjax._launch.spec import AssumptionWarning, SpecError, axes_of, grid_points, load_spec
 from helpers import base_spec
 
@@ -71,6 +72,24 @@ def test_assumption_warning_once_per_sweep():
     aw = [x for x in w if issubclass(x.category, AssumptionWarning)]
     assert len(aw) == 1
     assert "2 of 6 grid points" in str(aw[0].message)
+
+
+def test_assumption_warning_waits_for_the_plan_and_spares_the_theory_helpers(tmp_path):
+    """adamjax.run issues the grid's warning only once the plan stands: a spec whose
+    problem module is missing gives its error alone. vector_field of a spec takes β from
+    its arguments and does not warn about the spec's grid."""
+    sweep = {"optimizer.b1": [0.0, 0.95], "optimizer.b2": [0.5, 0.99]}
+    broken = {**base_spec(), "problem": {"kind": "nomod:problem"}, "sweep": sweep}
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        with pytest.raises(SpecError, match="no module 'nomod'"):
+            adamjax.run(broken, progress=False)
+        adamjax.vector_field({**base_spec(), "sweep": sweep}, b1=0.0, b2=0.9, samples=2**15)
+    assert not [x for x in w if issubclass(x.category, AssumptionWarning)]
+    loaded = load_spec({**base_spec(), "sweep": sweep}, warn=False)
+    assert len(loaded.deferred) == 1 and "1 of 4 grid points" in loaded.deferred[0]
+    with pytest.warns(AssumptionWarning, match="1 of 4 grid points"):
+        adamjax.make_plan(loaded)
 
 
 def test_sweep_and_zip_axes_in_c_order():

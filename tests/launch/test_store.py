@@ -93,6 +93,11 @@ def test_store_identical_to_memory_and_refuses_other_spec(tmp_path, no_x64):
     opened = xr.open_zarr(root / "results.zarr")
     assert list(opened["optimizer.b1"].values) == [0.0, 0.5, 0.9]
     assert opened.attrs["spec_hash"] == mem.attrs["spec_hash"]
+    # Every attribute survives netCDF (no booleans), and the summary reads it back.
+    mem.to_netcdf(tmp_path / "mem.nc")
+    with xr.open_dataset(tmp_path / "mem.nc") as nc:
+        assert nc.attrs["complete"] == 1
+        adamjax.summary(nc)
     # Another spec into the same folder: refused, unless forced.
     other = small_spec(seed=1)
     with pytest.raises(SpecError, match="different spec"):
@@ -127,7 +132,7 @@ def test_crash_between_write_and_marker_then_resume(tmp_path, monkeypatch, no_x6
     # The interrupted store says so: summaries and plots refuse its placeholder runs, and
     # running the spec again without --resume would discard the finished units.
     part = xr.open_zarr(tmp_path / "crash" / "results.zarr")
-    assert part.attrs["complete"] is False
+    assert part.attrs["complete"] == 0
     with pytest.raises(SpecError, match="summary: the results are incomplete"):
         adamjax.summary(part)
     with pytest.raises(SpecError, match="plot: the results are incomplete"):
@@ -146,7 +151,7 @@ def test_crash_between_write_and_marker_then_resume(tmp_path, monkeypatch, no_x6
     ds = adamjax.run(spec, out=tmp_path, chunk=5, resume=True, progress=False)
     assert sorted(ran) == [2, 3, 4, 5]  # units 0, 1 were complete
     assert_same(mem, ds)
-    assert ds.attrs["complete"] is True
+    assert ds.attrs["complete"] == 1
     adamjax.summary(ds)
 
 

@@ -193,6 +193,7 @@ def test_title_leaves_out_swept_keys_and_wraps():
         "schedule": {"c": 0.05, "r": 0.5},
         "sampling": {"scheme": "reshuffle", "batch_size": 8},
         "run": {"steps": 2000},
+        "sweep": {"sampling.batch_size": [1, 8], "schedule.c": [0.01, 0.1]},
     }
     dims = ("sampling.batch_size", "schedule.c", "seed")
     ds = xr.Dataset(

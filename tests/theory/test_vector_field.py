@@ -229,6 +229,10 @@ def _logistic(n=64, d=3):
     return adamjax.finite_sum_problem(loss, data, jnp.zeros(d + 1, F64))
 
 
+def _zhang():
+    return adamjax.make_problem({"kind": "zhang", "n": 10}, F64)
+
+
 def test_zero_damped_newton_from_far_away():
     """From θ = 0 plain Newton on this logistic field ran off to θ ≈ (inf, 3e14, …);
     the damped steps (|f̂| must decrease) reach the zero found from near it, and a
@@ -243,6 +247,11 @@ def test_zero_damped_newton_from_far_away():
     with pytest.warns(RuntimeWarning, match=r"vf_zero: Newton's method did not converge"):
         stuck = vf_zero(vf, max_steps=1)
     assert not stuck.success and np.all(np.isfinite(stuck.theta))
+    # Zhang's field at β = (0, 0.9) is flat for θ ≥ −1 (J = 0): the step is not finite.
+    flat = vector_field(_zhang(), b1=0.0, b2=0.9, samples=2**16, dtype=F64)
+    with pytest.warns(RuntimeWarning, match=r"did not converge from x0 = \[5\.\]"):
+        z = vf_zero(flat, x0=np.array([5.0]))
+    assert not z.success and z.theta[0] == 5.0
 
 
 def test_adam_limit_is_zero_of_f():

@@ -9,7 +9,7 @@ importing the launcher.
 
 from __future__ import annotations
 
-import sys
+import re
 import traceback
 from pathlib import Path
 
@@ -31,21 +31,33 @@ def beta_warning_text(b1, b2, count: int = 1, total: int = 1) -> str:
     return f"{pair}: β1² ≥ β2 is outside the assumption α < √β of the ODE theory (runs anyway)"
 
 
+def _library_dirs() -> list[Path]:
+    """Python's own and the installed packages' folders (and adamjax's): not the user's."""
+    import site
+    import sysconfig
+
+    dirs = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs |= set(site.getsitepackages()) | {site.getusersitepackages()}
+    dirs.add(str(Path(__file__).resolve().parents[1]))  # the adamjax package
+    return [Path(d).resolve() for d in dirs if d]
+
+
 def raised(e: BaseException) -> str:
     """``"ValueError: … (at mymodule.py:12)"``: an exception of the user's code in one
-    line, with the innermost frame outside Python's and the installed packages' files
-    (the user's own line; nothing when there is none)."""
+    line, with the innermost frame outside Python's, the installed packages' and
+    adamjax's folders (the user's own line; nothing when there is none)."""
     text = " ".join(str(e).split())
     out = f"{type(e).__name__}: {text}" if text else type(e).__name__
-    if " (at " in text:  # an adamjax message that already names the user's line
+    if _AT.search(text):  # an adamjax message that already names the user's line
         return out
-    roots = {str(Path(p).resolve()) for p in (sys.prefix, sys.base_prefix)}
-    ours = str(Path(__file__).resolve().parents[1])  # the adamjax package
+    libs = _library_dirs()
     for frame in reversed(traceback.extract_tb(e.__traceback__)):
-        f = str(Path(frame.filename).resolve())
-        if frame.filename.startswith("<") or f.startswith(ours) or "site-packages" in f:
+        if frame.filename.startswith("<"):
             continue
-        if any(f.startswith(r + "/lib") for r in roots):
-            continue
-        return f"{out} (at {Path(f).name}:{frame.lineno})"
+        f = Path(frame.filename).resolve()
+        if not any(f.is_relative_to(d) for d in libs):
+            return f"{out} (at {f.name}:{frame.lineno})"
     return out
+
+
+_AT = re.compile(r"\(at [^ ()]+\.py:\d+\)$")

@@ -85,8 +85,9 @@ def provenance(plan: Plan) -> dict[str, Any]:
         # One entry per launch that wrote runs into a store (a resume appends its own).
         "device_counts": [jax.device_count()],
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        # Every run present; a store's skeleton says False until its last unit is written.
-        "complete": True,
+        # 1: every run present (a store's skeleton says 0 until its last unit is written;
+        # an int, not a bool: netCDF has no boolean attributes).
+        "complete": 1,
         **plan.provenance,  # a user's problem module: its file and source hash
     }
 

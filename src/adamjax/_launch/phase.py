@@ -271,9 +271,10 @@ def _setup(spec_or_problem, point: int, scheme, eps, batch_size):
     scheme = scheme or defaults.get("scheme", "iid")
     eps = defaults.get("eps", 1e-8) if eps is None else eps
     sizes = batch_size if batch_size is not None else defaults.get("batch_size", 1)
-    sizes = [int(b) for b in np.atleast_1d(sizes)]
-    if min(sizes) < 1:
-        raise SpecError(f"batch_size = {min(sizes)}: must be ≥ 1")
+    given = np.atleast_1d(sizes)
+    if not given.size or any(int(b) != b or b < 1 for b in given.tolist()):
+        raise SpecError(f"batch_size = {sizes!r}: must be whole numbers ≥ 1")
+    sizes = [int(b) for b in given]
     if scheme not in SCHEMES:
         raise SpecError(f"scheme = {scheme!r}: must be one of {', '.join(SCHEMES)}")
     return problem, defaults, scheme, eps, sizes

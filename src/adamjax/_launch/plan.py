@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._engine.errors import AssumptionWarning, SpecError
+from .._engine.errors import SpecError
 from .._engine.optimizers import OptHParams
 from .._engine.params import fmt
 from .._engine.problems.base import AbstractFiniteSumProblem, Problem
@@ -39,7 +38,7 @@ from .._engine.schedules import SchedHParams
 from .._engine.simulate import RunParams, SimConfig, default_block, log_spaced_steps, shares_powers
 from .problems import Problems, is_user_kind
 from .recorders import Recorder, default_recorders
-from .spec import LoadedSpec, axes_of, check_theta0, grid_points, load_spec
+from .spec import LoadedSpec, axes_of, check_theta0, grid_points, issue_notes, load_spec
 
 # Separate random streams for the θ0 perturbation (run.theta0_std) and for a problem
 # that draws each run's start (a user's init(key)).
@@ -158,9 +157,7 @@ def point_problem(spec, point: int) -> tuple[Problem, dict]:
     """The problem of grid point ``point`` of ``spec`` (a path, TOML text or dict) and
     the point's resolved sections. For the theory helpers, which take β1, β2 from their
     own arguments: the spec's β1² ≥ β2 warning about its grid is not issued here."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AssumptionWarning)
-        loaded = load_spec(spec)
+    loaded = load_spec(spec, warn=False)  # its deferred warning is never issued
     p = list(grid_points(loaded.spec))[point]
     return Problems(spec_folder(loaded))(p["problem"], run_dtype(p["run"]["dtype"])), p
 
@@ -252,7 +249,7 @@ def make_plan(
     if isinstance(spec, LoadedSpec):
         loaded = spec
     else:
-        loaded = load_spec(spec, problem_object=problem is not None)
+        loaded = load_spec(spec, problem_object=problem is not None, warn=False)
     s = loaded.spec
     axes = axes_of(s)
     zip_coords = dict(list(s["zip"].items())[1:]) if s["zip"] else {}
@@ -354,6 +351,9 @@ def make_plan(
         has_minimizer=has_min,
         recorders=recorders,
     )
+    # The plan stands (problems built, sizes checked): now the spec's warnings, before
+    # the recorders' preparation (with [flow]: minutes of pass 1 and flows).
+    issue_notes(loaded.deferred)
     for rec in recorders:
         for g, (obs, args) in zip(plan.groups, rec.prepare(plan, progress), strict=True):
             if obs is None:

@@ -45,7 +45,9 @@ def spec_of(ds) -> dict:
 
 def title(ds, extra: str = "") -> str:
     """The spec's parameters that are not swept, in lines of at most ~90 characters."""
-    s, axes = spec_of(ds), set(sweep_axes(ds))
+    s = spec_of(ds)
+    # Swept and zipped keys (a zipped key may be a coordinate, not a dim) are on axes.
+    axes = set(sweep_axes(ds)) | set(s.get("sweep", {})) | set(s.get("zip", {}))
     parts = [str(s.get("name", ""))]
     prob = s.get("problem", {})
     parts.append(

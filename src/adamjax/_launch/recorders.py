@@ -25,7 +25,7 @@ from .._engine.errors import SpecError
 from .._engine.simulate import Observer, RunResult
 from .._theory.apt import FieldOptions, apt_errors_from, apt_prepare, window_starts
 from .._theory.decay import fit_decay
-from .._theory.vector_field import FIELD_OPTIMIZERS, min_samples
+from .._theory.vector_field import FIELD_OPTIMIZERS, MAX_SAMPLES, min_samples
 from .progress import Progress, resolve_mode
 
 
@@ -95,9 +95,9 @@ class APTRecorder(Recorder):
         the plan's groups (their schedules fix the window starts)."""
         self.flow = flow
         _check_field(flow, groups)
-        # Options left unset (samples, target_se) keep FieldOptions' defaults.
-        given = {k: flow[k] for k in FieldOptions._fields if k != "seed" and flow[k] is not None}
-        self.options = FieldOptions(**given, seed=seed)
+        self.options = FieldOptions(
+            **{k: flow[k] for k in FieldOptions._fields if k != "seed"}, seed=seed
+        )
         self.samples_used: list[int] = []
         kinds = {g.cfg.schedule for g in groups}
         if len(kinds) > 1:
@@ -170,7 +170,7 @@ class APTRecorder(Recorder):
             )
         if self.samples_used:
             ds.attrs["flow_samples"] = self.samples_used
-        self._warn_se(ds["vf_se"].values)
+        self._warn_se(ds["vf_se"])
         med = ds["apt_error"].median("seed", skipna=True)
         lead = med.dims[:-1]
         flat = med.values.reshape(-1, len(n))
@@ -192,13 +192,13 @@ class APTRecorder(Recorder):
         if self.options.samples is not None:
             return
         target = self.options.target_se
-        worst = float(np.nanmax(se)) if np.isfinite(se).any() else 0.0
+        worst = float(se.max(skipna=True))  # lazy over a store: one pass, no copy
         if worst > 2 * target:
             warnings.warn(
                 f"flow: the field's standard error reaches {worst:.2g} (median "
-                f"{float(np.nanmedian(se)):.2g}; dataset variable vf_se) against "
+                f"{float(se.median(skipna=True)):.2g}; dataset variable vf_se) against "
                 f"flow.target_se = {target:g}, with {max(self.samples_used, default=0)} "
-                f"samples (at most 2^24); give flow.samples for a longer chain",
+                f"samples (at most {MAX_SAMPLES}); give flow.samples for a longer chain",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -208,11 +208,6 @@ def _check_field(flow: dict, groups) -> None:
     """The ``[flow]`` options that only the vector field can judge, checked before any
     simulation: the optimiser has a field, and ``flow.samples`` gives every batch mean
     at least ten correlation times of the chain at the largest β of the runs."""
-    if flow["samples"] is not None and flow["target_se"] is not None:
-        raise SpecError(
-            f"flow.target_se = {flow['target_se']:g}: give flow.samples (a fixed chain "
-            "length) or flow.target_se (sized by a pilot), not both"
-        )
     for g in groups:
         kind = g.cfg.optimizer
         if kind not in FIELD_OPTIMIZERS:
@@ -232,6 +227,15 @@ def _check_field(flow: dict, groups) -> None:
                 f"{flow['batches']} batch means at β = {max(b1, b2):g} (each needs "
                 f"≥ 10/(1 − β) steps); use flow.samples ≥ {floor} or fewer flow.batches"
             )
+    if flow["samples"] is not None and flow["target_se"] != FieldOptions().target_se:
+        # (The default target stays in the spec, and its hash, for stores made before.)
+        warnings.warn(
+            f"flow.target_se = {flow['target_se']:g} is not used: flow.samples = "
+            f"{flow['samples']} fixes the chain length (remove it to size the chain by "
+            "the target)",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 # The run's own display under ``[flow]``: the APT's second pass over the runs.

@@ -163,16 +163,16 @@ log-spaced snapshot, also as `snapshot_step`); `dim` (the entries of θ);
 **Attributes.** `spec` (the TOML text), `spec_hash`, `adamjax_version`,
 `jax_version`, `backend`, `device_count`, `device_counts` (one entry per launch
 that wrote runs: a resume on another device count appends its own; the data do not
-depend on it), `created`, `complete` (in a store: False until the last unit is
+depend on it), `created`, `complete` (1; in a store 0 until the last unit is
 written — `adamjax.summary` and the plots refuse an incomplete store, whose missing runs
 hold placeholders; absent in older stores) (and, for a user's problem
 module, `problem_kind`, `problem_hash` (a digest of the problem's class, arrays and
 functions: a store of another problem is not resumed), `problem_module`,
 `problem_source_sha256`); with `[flow]`, `flow_failed` (the flows
 that failed from a window start the run reached: their `apt_error` is NaN),
-`flow_samples` (the chain length M of each vector field built, one per distinct
-(β1, β2, ε) of the runs; with `flow.target_se` a warning says when the SE at the window
-starts, `vf_se`, exceeds it twice over) and, without
+`flow_samples` (the chain length M of each vector field built: one per distinct
+(β1, β2, ε, ε_root) of the runs, in the order of the plan's program groups; with a target
+SE, a warning says when the SE at the window starts, `vf_se`, exceeds it twice over) and, without
 sweep axes, `apt_decay_exponent` and its `_se`. Every variable and coordinate carries
 `long_name`, `units` and `description`; units are `1`: counts, flags and
 dimensionless numbers, and θ and the loss in the problem's own units, which adamjax
@@ -196,8 +196,7 @@ def results_reference() -> str:
     out.append("|---|---|---|---|")
     for name, dims in VARIABLES.items():
         long_name, _, desc = ATTRS[name]
-        note = " (where the minimiser is known)" if name == "gap_final" else ""
-        out.append(_line(f"`{name}`", _dims(dims), long_name, desc + note))
+        out.append(_line(f"`{name}`", _dims(dims), long_name, desc))
     rec = APTRecorder._ATTRS
     for name, dims in APTRecorder.variables.items():
         out.append(_line(f"`{name}`", _dims(dims), rec[name][0], rec[name][2] + " (`[flow]`)"))

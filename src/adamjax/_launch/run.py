@@ -3,8 +3,6 @@ of a spec's grid point."""
 
 from __future__ import annotations
 
-import warnings
-
 from .._engine.problems.base import Problem
 from .._theory import vector_field as _vf
 from .dataset import preload, to_dataset
@@ -61,21 +59,18 @@ def run(
             replaces the spec's ``[problem]``.
     """
     mode = ("bar" if _isatty() else "off") if progress is None else progress
-    # The spec's warnings (β1² ≥ β2) are held until the plan stands: an error in the
-    # spec or the user's problem is then the only line the user reads.
-    with warnings.catch_warnings(record=True) as held:
-        loaded = load_spec(
-            spec, scale=scale, overrides=overrides, problem_object=problem is not None
-        )
-        plan = make_plan(
-            loaded,
-            chunk=chunk,
-            budget=budget,
-            problem=problem,
-            progress=progress if out is not None else mode,
-        )
-    for w in held:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    # The spec's warning (β1² ≥ β2) waits until the plan stands (``make_plan`` issues
+    # it): an error in the spec or the user's problem is then the only line one reads.
+    loaded = load_spec(
+        spec, scale=scale, overrides=overrides, problem_object=problem is not None, warn=False
+    )
+    plan = make_plan(
+        loaded,
+        chunk=chunk,
+        budget=budget,
+        problem=problem,
+        progress=progress if out is not None else mode,
+    )
     preload(store=out is not None)
     if out is not None:
         explicit = chunk is not None or plan.spec["run"]["chunk"] is not None

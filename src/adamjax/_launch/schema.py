@@ -95,7 +95,7 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "grid": Param(INT, _FIELD.grid, in_range(4, 4096), "flow grid points in [0, T]"),
         "samples": Param(INT, _FIELD.samples, in_range(1024), "vector-field chain length"),
         "target_se": Param(
-            FLOAT, None, _POSITIVE, f"or: its target SE ({_FIELD.target_se:g} if neither)"
+            FLOAT, _FIELD.target_se, _POSITIVE, "or: its target SE (unused with samples)"
         ),
         "batches": Param(INT, _FIELD.batches, in_range(8, 4096), "batch means for the SE"),
         "nodes": Param(INT, _FIELD.nodes, in_range(8, 65536), "table nodes (separable)"),

@@ -179,18 +179,26 @@ def validate(raw: dict, *, problem_object: bool = False) -> dict:
     if both:
         raise SpecError(f"sweep.{sorted(both)[0]}: also in [zip]")
 
-    # Cross-key checks on every grid point (cheap: the grid is data). The β1² ≥ β2
-    # warning is issued once per spec, not once per grid point.
-    outside = [point for point in grid_points(spec) if check_point(point, warn=False)]
-    if outside:
-        opt = outside[0]["optimizer"]
-        n = len(list(grid_points(spec))) if spec["sweep"] or spec["zip"] else 1
-        warnings.warn(
-            beta_warning_text(opt["b1"], opt["b2"], len(outside), n),
-            AssumptionWarning,
-            stacklevel=3,
-        )
+    # Cross-key checks on every grid point (cheap: the grid is data).
+    for point in grid_points(spec):
+        check_point(point, warn=False)
     return spec
+
+
+def beta_notes(spec: dict) -> tuple[str, ...]:
+    """The β1² ≥ β2 warning of a validated spec, once for the whole grid (or none)."""
+    points = list(grid_points(spec))
+    outside = [p for p in points if check_point(p, warn=False)]
+    if not outside:
+        return ()
+    opt = outside[0]["optimizer"]
+    return (beta_warning_text(opt["b1"], opt["b2"], len(outside), len(points)),)
+
+
+def issue_notes(notes) -> None:
+    """Warn (:class:`AssumptionWarning`) with the texts of :func:`beta_notes`."""
+    for text in notes:
+        warnings.warn(text, AssumptionWarning, stacklevel=3)
 
 
 def _validate_axes(axes: dict, what: str, kind: str) -> dict:
@@ -317,10 +325,18 @@ class LoadedSpec:
     text: str  # TOML text
     hash: str
     path: str | None = None  # the spec file, if any (user problem modules live beside it)
+    # Warnings not yet issued (``load_spec(..., warn=False)``): ``make_plan`` issues them
+    # once the problem is built, so that an error in it is the only line a user reads.
+    deferred: tuple[str, ...] = ()
 
 
 def load_spec(
-    spec, *, scale: str | None = None, overrides=(), problem_object: bool = False
+    spec,
+    *,
+    scale: str | None = None,
+    overrides=(),
+    problem_object: bool = False,
+    warn: bool = True,
 ) -> LoadedSpec:
     """Read and validate a spec.
 
@@ -333,6 +349,8 @@ def load_spec(
             ``[0.9, 0.99]``, ``"iid"``), and as a plain string if it is not TOML.
         problem_object: the problem is an object given beside the spec
             (``adamjax.run(spec, problem=…)``); ``[problem]`` is not used.
+        warn: issue the β1² ≥ β2 warning of the grid now; with False it is kept in
+            ``deferred`` (:func:`~adamjax.make_plan` issues it once the problem stands).
 
     Returns:
         A :class:`LoadedSpec`: the normalised spec, its TOML text (the file's text, or
@@ -356,11 +374,15 @@ def load_spec(
         text = None
     norm = validate(raw, problem_object=problem_object)
     path = os.fspath(spec) if isinstance(spec, str | os.PathLike) else None
+    notes = beta_notes(norm)
+    if warn:
+        issue_notes(notes)
     return LoadedSpec(
         spec=norm,
         text=text if text is not None else spec_toml(raw),
         hash=spec_hash(norm),
         path=path,
+        deferred=() if warn else notes,
     )
 
 

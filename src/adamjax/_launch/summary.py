@@ -26,9 +26,9 @@ def sweep_axes(ds) -> list[str]:
 
 
 def require_complete(ds, what: str) -> None:
-    """Refuse the store of an interrupted run (attribute ``complete`` False until its last
-    unit is written): its missing runs hold placeholders (outcome undecided, NaN)."""
-    if ds.attrs.get("complete", True) is False:
+    """Refuse the store of an interrupted run (attribute ``complete`` 1 once its last
+    unit is written, 0 before): its missing runs hold placeholders (outcome undecided, NaN)."""
+    if not bool(ds.attrs.get("complete", 1)):
         raise SpecError(
             f"{what}: the results are incomplete (their run was interrupted before every "
             "chunk was written); `adamjax run SPEC --out … --resume` completes them"

@@ -200,7 +200,7 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
                     skeleton = to_dataset(plan, arrays)
                     # Until the last unit is written (``complete`` below), summaries and
                     # plots refuse the store: its missing runs would read as undecided.
-                    skeleton.attrs["complete"] = False
+                    skeleton.attrs["complete"] = 0
                     store_.write_skeleton(store, skeleton, layout)
                     store_.write_layout(root, layout)
                     dist.publish(key + "/skeleton", "ok")
@@ -224,7 +224,7 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
         if not fresh and mine:
             _record_launch(store)
         _summarize(store, plan)
-        store_.write_summary(store, None, {"complete": True})
+        store_.write_summary(store, None, {"complete": 1})
     dist.barrier(key + "/post")
     import xarray as xr  # here, not above: the import (preload) overlaps the first unit
 

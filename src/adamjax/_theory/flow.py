@@ -134,7 +134,7 @@ def flow(
         theta0, back = field.to_flat(theta0)  # also checks θ's dimension
         restore = None if given_flat else back
     if progress is None:
-        progress = sys.stderr.isatty()
+        progress = sys.stderr is not None and sys.stderr.isatty()
     if solver not in SOLVERS:
         raise ValueError(f"flow.solver = {solver!r}: must be one of {', '.join(SOLVERS)}")
     theta0 = jnp.asarray(theta0)

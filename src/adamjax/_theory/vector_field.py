@@ -87,6 +87,10 @@ _CHUNK_ELEMS = 2**22  # sample-coordinates per vectorised evaluation
 _OPT = OptHParams()  # the optimiser defaults (the spec's [optimizer] defaults)
 
 # The optimisers whose vector field is defined (Adam; RMSProp is α = 0; signSGD α = β = ε = 0).
+# The longest chain a target SE may ask for (memory: 6 · M/thin · dim numbers).
+MAX_SAMPLES = 2**24
+
+
 FIELD_OPTIMIZERS = ("adam", "rmsprop", "signsgd")
 
 
@@ -360,7 +364,7 @@ def vector_field(
     samples: int | None = None,
     target_se: float | None = None,
     at=None,
-    max_samples: int = 2**24,
+    max_samples: int = MAX_SAMPLES,
     batches: int = 32,
     control_variate: bool | None = None,
     method: str = "auto",
@@ -482,7 +486,7 @@ def vector_field(
         worst = float(jnp.max(se))
         need = m0 * (worst / target_se) ** 2 * 1.1 if worst > 0 else m0
         samples = min(max_samples, max(int(math.ceil(need)), floor))
-        if need > max_samples:
+        if worst * math.sqrt(m0 / max_samples) > target_se:
             warnings.warn(
                 f"target_se = {target_se:g}: needs about {need:.3g} samples, capped at "
                 f"max_samples = {max_samples}; the SE will be about "

@@ -87,7 +87,9 @@ def vf_zero(
     for _ in range(max_steps):
         f, J, C = _newton_parts(field, y)
         step = jnp.linalg.solve(J, f)
-        if bool(jnp.all(jnp.abs(step) <= atol + rtol * jnp.abs(y - step))):
+        if not bool(jnp.all(jnp.isfinite(step))):  # a singular J (e.g. a flat field)
+            break
+        if bool(jnp.all(jnp.abs(step) <= atol + rtol * jnp.abs(y))):
             y, ok = y - step, True
             break
         y_next = _damped(field, y, step, float(jnp.linalg.norm(f)))
@@ -123,14 +125,15 @@ def vf_zero(
 
 
 def _damped(field: VectorField, y, step, norm: float, halvings: int = 30):
-    """Backtracking: y − λ·step for the largest λ = 2⁻ᵏ whose |f̂| is finite and below
+    """Backtracking: y − λ·step for the largest λ = 2⁻ᵏ whose |f̂| is finite and not above
     ``norm`` (|f̂(y)|), or None. Far from the zero a full Newton step can overshoot into a
     region where f̂ is flat (a sign-like field) and the iteration runs off to infinity."""
     lam = 1.0
     for _ in range(halvings):
         cand = y - lam * step
         n = float(jnp.linalg.norm(field.value(cand)))
-        if bool(jnp.all(jnp.isfinite(cand))) and n < norm:
+        # ≤, not <: at the zero |f̂| is at its rounding level and cannot fall further.
+        if bool(jnp.all(jnp.isfinite(cand))) and n <= norm:
             return cand
         lam /= 2
     return None
