@@ -7,6 +7,8 @@ regenerates them and compares with the committed files.
 
 from __future__ import annotations
 
+import sys
+
 from .._engine.params import Param
 from .._engine.problems.registry import BUILTINS
 from . import outcome
@@ -125,7 +127,8 @@ def spec_reference() -> str:
         cls = e.build.__module__.rpartition(".")[2]
         note = ' Draws fresh noise every step: only `sampling.scheme = "iid"`.' if e.stream else ""
         out.append(f'\n### kind = "{kind}"\n')
-        out.append(f"Module `_engine/problems/{cls}.py`.{note}\n")
+        doc = " ".join((sys.modules[e.build.__module__].__doc__ or "").split())
+        out.append(f"Module `_engine/problems/{cls}.py`: {doc}{note}\n")
         rows = [_row(k, p) for k, p in e.params.items()]
         out.append(_table(rows) if rows else "(no other keys)")
     for table in SCHEMA:

@@ -1,10 +1,10 @@
-"""The diagonal quadratic with additive noise (the paper's Cor. 1.10 example).
+"""The diagonal quadratic with additive noise (DJK 2025, Cor. 1.10).
 
 ℓ(θ, x) = ½ Σ_i h_i (θ_i − x_i)², x = s·ξ with ξ i.i.d. of mean 0 and variance 1.
 Noise ``exponential`` is ξ = Exp(1) − 1 (asymmetric: Adam's limit is then not the
 minimiser 0, Dereich, Jentzen & Kassing 2025, Cor. 1.10); ``gaussian`` and
 ``rademacher`` are symmetric; ``none`` gives G = ∇L. L(θ) = ½ Σ_i h_i (θ_i² + s²·Var ξ),
-minimised at 0.
+minimised at 0, where it is ½ s²·Var ξ·Σ_i h_i (the noise's share; 0 only with none).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Overparametrised regression with a tanh network (the paper's §2 setting)."""
+"""Overparametrised regression with a tanh network (DJK 2025, §2)."""
 
 from __future__ import annotations
 
