@@ -188,7 +188,7 @@ def validate(raw: dict, *, problem_object: bool = False) -> dict:
 def beta_notes(spec: dict) -> tuple[str, ...]:
     """The β1² ≥ β2 warning of a validated spec, once for the whole grid (or none)."""
     points = list(grid_points(spec))
-    outside = [p for p in points if check_point(p, warn=False)]
+    outside = [p for p in points if _outside_theory(p["optimizer"])]
     if not outside:
         return ()
     opt = outside[0]["optimizer"]
@@ -286,10 +286,15 @@ def check_point(point: dict, *, warn: bool = True) -> bool:
             f"sampling.scheme = {fmt(samp['scheme'])}: problem {prob['kind']!r} draws "
             f'fresh noise every step, so only "iid" applies'
         )
-    outside = opt["kind"] in ("adam", "amsgrad") and opt["b1"] ** 2 >= opt["b2"]
+    outside = _outside_theory(opt)
     if outside and warn:
         warnings.warn(beta_warning_text(opt["b1"], opt["b2"]), AssumptionWarning, stacklevel=3)
     return outside
+
+
+def _outside_theory(opt: dict) -> bool:
+    """β1² ≥ β2 for Adam or AMSGrad: outside the ODE theory's assumption α < √β."""
+    return opt["kind"] in ("adam", "amsgrad") and opt["b1"] ** 2 >= opt["b2"]
 
 
 def check_theta0(th, d: int) -> None:

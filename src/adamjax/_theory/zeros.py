@@ -52,7 +52,7 @@ def vf_zero(
 ) -> Zero:
     """Find θ with f̂(θ) = 0 by Newton's method on the CRN estimate f̂ (smooth in θ, so
     the Jacobian J = ∂f̂/∂θ comes from forward-mode AD through the estimator), damped:
-    each step θ − λ J⁻¹f̂ takes the largest λ = 2⁻ᵏ that decreases |f̂| (far from the
+    each step θ − λ J⁻¹f̂ takes the largest λ = 2⁻ᵏ that does not increase |f̂| (far from the
     zero, where f̂ is nearly sign-like, a full step can run off to infinity). A start
     from which it does not converge is a warning and ``success`` False.
 
