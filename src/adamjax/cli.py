@@ -302,6 +302,8 @@ def cmd_check(a) -> int:
                          f"{_few(r['damaged'])})")  # fmt: skip
         if r["unfinished"]:
             parts.append(f"{len(r['unfinished'])} of {r['units']} chunks unfinished")
+        elif not r["complete"]:
+            parts.append("every chunk finished, the final summary not written")
         _err(f"{r['path']}: " + "; ".join(parts) + " (adamjax run … --resume recomputes them)")
     return 0 if r["ok"] else EXIT_UNAVAILABLE
 

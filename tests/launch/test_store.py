@@ -153,6 +153,20 @@ def test_crash_between_write_and_marker_then_resume(tmp_path, monkeypatch, no_x6
     assert_same(mem, ds)
     assert ds.attrs["complete"] == 1
     adamjax.summary(ds)
+    # Killed after the last unit but before the final summary: not complete, not ok,
+    # refused without --resume; --resume only finishes it.
+    import zarr
+
+    zarr.open_group(str(tmp_path / "crash" / "results.zarr"), mode="r+").attrs["complete"] = 0
+    r = _store.check_store(tmp_path / "crash")
+    assert not r["ok"] and not r["complete"] and r["unfinished"] == []
+    with pytest.raises(SpecError, match=r"\(6 of 6 chunks finished\)"):
+        adamjax.run(spec, out=tmp_path, chunk=5, progress=False)
+    ran.clear()
+    ds = adamjax.run(spec, out=tmp_path, chunk=5, resume=True, progress=False)
+    assert ran == [] and ds.attrs["complete"] == 1
+    assert _store.check_store(tmp_path / "crash")["ok"]
+    assert_same(mem, ds)
 
 
 def _wait_for(pred, proc, timeout=240):

@@ -312,7 +312,8 @@ def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> 
         # Starting over would throw away the finished chunks of a killed run.
         n_units = Layout.from_json((root / LAYOUT).read_text()).n_units
         n_done = len(done_units(root) & set(range(n_units)))
-        if 0 < n_done < n_units:
+        # All units done but not marked complete: killed in the final summary step.
+        if 0 < n_done < n_units or (n_done == n_units and not _marked_complete(root)):
             raise SpecError(
                 f"out = {json.dumps(str(root))}: holds an unfinished run of this spec "
                 f"({n_done} of {n_units} chunks finished); pass --resume to finish it or "
@@ -338,6 +339,15 @@ def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> 
     return replace(layout, spec_hash="")
 
 
+def _marked_complete(root: Path) -> bool:
+    """The store's ``complete`` attribute (1 in stores made before it existed)."""
+    import zarr
+
+    with contextlib.suppress(Exception):
+        return bool(zarr.open_group(str(root / STORE), mode="r").attrs.get("complete", 1))
+    return True
+
+
 def _units_text(units, most: int = 8) -> str:
     shown = ", ".join(str(u) for u in units[:most])
     return shown + (f", … ({len(units)} in all)" if len(units) > most else "")
@@ -348,8 +358,9 @@ def check_store(path) -> dict:
     anything: every unit marked finished, every finished unit's chunk files as written.
 
     Returns:
-        ``{"path", "units", "finished", "unfinished": [u…], "damaged": [u…], "ok"}``;
-        ``ok`` is True when every unit is finished and none is damaged. A folder that is
+        ``{"path", "units", "finished", "unfinished": [u…], "damaged": [u…], "complete",
+        "ok"}``; ``ok`` is True when every unit is finished, none is damaged and the store
+        is marked complete (its final summary written). A folder that is
         not a results folder raises :class:`SpecError`.
     """
     root = Path(path)
@@ -365,13 +376,15 @@ def check_store(path) -> dict:
     done = done_units(root) & set(range(layout.n_units))
     damaged = damaged_units(root, done)
     unfinished = sorted(set(range(layout.n_units)) - done)
+    complete = _marked_complete(root)
     return {
         "path": str(root),
         "units": layout.n_units,
         "finished": len(done) - len(damaged),
         "unfinished": unfinished,
         "damaged": damaged,
-        "ok": not unfinished and not damaged,
+        "complete": complete,
+        "ok": not unfinished and not damaged and complete,
     }
 
 
