@@ -3,6 +3,8 @@ of a spec's grid point."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .._engine.problems.base import Problem
 from .._theory import vector_field as _vf
 from .dataset import preload, to_dataset
@@ -11,6 +13,7 @@ from .plan import make_plan, point_problem
 from .progress import Progress
 from .recorders import PASS_2
 from .spec import load_spec
+from .store import refuse_unfinished
 from .sweep import run_to_store
 
 
@@ -64,6 +67,8 @@ def run(
     loaded = load_spec(
         spec, scale=scale, overrides=overrides, problem_object=problem is not None, warn=False
     )
+    if out is not None:  # before planning (with [flow]: minutes), and before its warnings
+        refuse_unfinished(Path(out) / loaded.spec["name"], loaded.hash, resume=resume, force=force)
     plan = make_plan(
         loaded,
         chunk=chunk,

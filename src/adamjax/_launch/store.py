@@ -293,6 +293,24 @@ def existing_hash(root: Path) -> str | None:
     return None
 
 
+def refuse_unfinished(root: Path, new: str, *, resume: bool, force: bool, old=None) -> None:
+    """Refuse to start over in a folder holding an unfinished run of the spec of hash
+    ``new`` (without ``resume`` or ``force``): its finished chunks would be thrown away.
+    ``adamjax.run`` also calls this before planning, so that the refusal comes first."""
+    old = existing_hash(root) if old is None else old
+    if old != new or resume or force or not (root / LAYOUT).is_file():
+        return
+    n_units = Layout.from_json((root / LAYOUT).read_text()).n_units
+    n_done = len(done_units(root) & set(range(n_units)))
+    # All units done but not marked complete: killed in the final summary step.
+    if 0 < n_done < n_units or (n_done == n_units and not _marked_complete(root)):
+        raise SpecError(
+            f"out = {json.dumps(str(root))}: holds an unfinished run of this spec "
+            f"({n_done} of {n_units} chunks finished); pass --resume to finish it or "
+            "--force to start over"
+        )
+
+
 def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> Layout:
     """Process 0: check and (re)initialise the folder for ``layout`` (whose ``spec_hash``
     is the new spec's); returns the layout to use.
@@ -308,17 +326,7 @@ def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> 
             f"(spec_hash {old}, this spec {new}); choose another --out or pass --force "
             "to overwrite"
         )
-    if old == new and not (resume or force) and (root / LAYOUT).is_file():
-        # Starting over would throw away the finished chunks of a killed run.
-        n_units = Layout.from_json((root / LAYOUT).read_text()).n_units
-        n_done = len(done_units(root) & set(range(n_units)))
-        # All units done but not marked complete: killed in the final summary step.
-        if 0 < n_done < n_units or (n_done == n_units and not _marked_complete(root)):
-            raise SpecError(
-                f"out = {json.dumps(str(root))}: holds an unfinished run of this spec "
-                f"({n_done} of {n_units} chunks finished); pass --resume to finish it or "
-                "--force to start over"
-            )
+    refuse_unfinished(root, new, resume=resume, force=force, old=old)
     if resume and old == new and (root / LAYOUT).is_file():
         bad = damaged_units(root, done_units(root))
         if bad:
