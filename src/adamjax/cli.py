@@ -131,7 +131,10 @@ def _parser() -> argparse.ArgumentParser:
         help="always show a progress bar",
     )
     g.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress output"
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress output (a resumed run still says so in one line)",
     )
 
     pl = sub.add_parser("plot", help="plot the results of a run (phase diagram, curves, APT)")
@@ -580,3 +583,7 @@ def main(argv=None) -> int:
         warnings.showwarning = saved
         if saved_term is not None:
             signal.signal(signal.SIGTERM, saved_term)
+
+
+if __name__ == "__main__":  # ``python -m adamjax.cli``, as ``python -m adamjax``
+    sys.exit(main())

@@ -6,9 +6,12 @@ of the bad-input cases run concurrently (one fixture), so the whole file costs a
 few seconds of wall time.
 """
 
+import subprocess
+import sys
+
 import pytest
 
-from clihelp import popen, run_cli, write_spec
+from clihelp import cli_env, popen, run_cli, write_spec
 from helpers import base_spec
 
 # kind -> (spec dict, or a raw TOML text, or None for a missing file; expected text)
@@ -182,6 +185,16 @@ def test_list_info_bench(tmp_path, monkeypatch, capsys):
     )
     assert main(["bench", "--quick"]) == 0
     assert "bench ['--quick']" in capsys.readouterr().out
+    # ``python -m adamjax.cli`` is the command too (it used to do nothing).
+    r = subprocess.run(
+        [sys.executable, "-m", "adamjax.cli", "list"],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0 and "mine" in r.stdout and "my experiment" in r.stdout, r
 
 
 def test_figures_without_scripts_is_one_line(tmp_path, capsys, monkeypatch):

@@ -108,7 +108,7 @@ def test_store_identical_to_memory_and_refuses_other_spec(tmp_path, no_x64):
     assert xr.open_zarr(root / "results.zarr").attrs["spec_hash"] != mem.attrs["spec_hash"]
 
 
-def test_crash_between_write_and_marker_then_resume(tmp_path, monkeypatch, no_x64):
+def test_crash_between_write_and_marker_then_resume(tmp_path, monkeypatch, capsys, no_x64):
     """A unit whose data was written but not marked is redone; marked units are not."""
     spec = small_spec(name="crash")
     mem = adamjax.run(spec, progress=False, chunk=5)
@@ -154,6 +154,12 @@ def test_crash_between_write_and_marker_then_resume(tmp_path, monkeypatch, no_x6
     )
     ds = adamjax.run(spec, out=tmp_path, chunk=5, resume=True, progress=False)
     assert sorted(ran) == [2, 3, 4, 5]  # units 0, 1 were complete
+    # Without progress output the resume is still announced, in one line.
+    said = capsys.readouterr().err.splitlines()
+    assert [x for x in said if "resuming" in x] == [
+        f"adamjax: crash: resuming into {tmp_path / 'crash' / 'results.zarr'}: "
+        "2 of 6 chunks done, 4 to run here"
+    ], said
     assert_same(mem, ds)
     assert ds.attrs["complete"] == 1
     adamjax.summary(ds)

@@ -186,6 +186,13 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
             file=sys.stderr,
             flush=True,
         )
+    elif done:  # without progress output a resume is still announced: work was kept
+        print(
+            f"adamjax: {desc}: resuming into {store}: {len(done)} of {layout.n_units} chunks "
+            f"done, {len(mine)} to run here",
+            file=sys.stderr,
+            flush=True,
+        )
     bar = Progress(runs_left * plan.steps, 0, desc, progress)
     names = None
     try:
