@@ -205,3 +205,26 @@ def test_user_callable_gets_its_own_copy_of_the_table(tmp_path):
     spec["sweep"] = {"problem.scale": [1.0, 2.0, 3.0]}
     ds = adamjax.run(write_spec(tmp_path / "s.toml", spec), progress=False)
     assert ds.sizes["dim"] == 2
+
+
+def test_unfinished_folder_is_refused_before_the_user_problem_is_built(tmp_path):
+    """A user problem's digest is known only once built, but a re-run into an unfinished
+    folder of the same spec is refused before: the user's code is not run (with
+    ``[flow]`` that would be minutes of pass 1 first); ``--resume`` finishes it."""
+    from adamjax._launch import store as _store
+
+    (tmp_path / "mymod.py").write_text(USER_MODULE)
+    path = write_spec(tmp_path / "s.toml", _user_spec("mymod:problem", n=8))
+    out = tmp_path / "out"
+    full = adamjax.run(path, out=out, chunk=1, progress=False)
+    root = out / "user"
+    marker = sorted((root / _store.PROGRESS).iterdir())[-1]
+    marker.unlink()  # as if killed before the last chunk was marked finished
+    # Any call of the user's problem now fails loudly: the refusal must come first.
+    (tmp_path / "mymod.py").write_text(USER_MODULE + "\nproblem = boom\n")
+    with pytest.raises(adamjax.SpecError, match=r"unfinished run of this spec \(1 of 2 chunks"):
+        adamjax.run(path, out=out, chunk=1, progress=False)
+    # Resumed with the module as it was: the same dataset as the uninterrupted run.
+    (tmp_path / "mymod.py").write_text(USER_MODULE)
+    ds = adamjax.run(path, out=out, chunk=1, progress=False, resume=True)
+    xr.testing.assert_identical(ds.drop_attrs(), full.drop_attrs())

@@ -13,7 +13,7 @@ from .plan import make_plan, point_problem
 from .progress import Progress
 from .recorders import PASS_2
 from .spec import load_spec
-from .store import refuse_unfinished
+from .store import existing_text_hash, refuse_unfinished
 from .sweep import run_to_store
 
 
@@ -68,7 +68,9 @@ def run(
         spec, scale=scale, overrides=overrides, problem_object=problem is not None, warn=False
     )
     if out is not None:  # before planning (with [flow]: minutes), and before its warnings
-        refuse_unfinished(Path(out) / loaded.spec["name"], loaded.hash, resume=resume, force=force)
+        root = Path(out) / loaded.spec["name"]
+        old = existing_text_hash(root)
+        refuse_unfinished(root, loaded.text_hash, resume=resume, force=force, old=old)
     plan = make_plan(
         loaded,
         chunk=chunk,

@@ -330,6 +330,10 @@ class LoadedSpec:
     text: str  # TOML text
     hash: str
     path: str | None = None  # the spec file, if any (user problem modules live beside it)
+    # The hash of the spec alone: ``hash`` until ``make_plan`` adds the digest of a user
+    # problem to ``hash`` (known once built); a store keeps both, so that a re-run into an
+    # unfinished folder is refused before the problem is built (``adamjax.run``).
+    text_hash: str = ""
     # Warnings not yet issued (``load_spec(..., warn=False)``): ``make_plan`` issues them
     # once the problem is built, so that an error in it is the only line a user reads.
     deferred: tuple[str, ...] = ()
@@ -382,10 +386,12 @@ def load_spec(
     notes = beta_notes(norm)
     if warn:
         issue_notes(notes)
+    digest = spec_hash(norm)
     return LoadedSpec(
         spec=norm,
         text=text if text is not None else spec_toml(raw),
-        hash=spec_hash(norm),
+        hash=digest,
+        text_hash=digest,
         path=path,
         deferred=() if warn else notes,
     )

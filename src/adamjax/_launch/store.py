@@ -120,6 +120,7 @@ class Layout:
     axis: int
     size: int
     spec_hash: str = ""
+    text_hash: str = ""  # the spec's alone (``LoadedSpec.text_hash``); "" in older stores
 
     @property
     def stride(self) -> int:
@@ -175,6 +176,7 @@ class Layout:
             axis=d["axis"],
             size=d["size"],
             spec_hash=d.get("spec_hash", ""),
+            text_hash=d.get("text_hash", ""),
         )
 
 
@@ -293,10 +295,22 @@ def existing_hash(root: Path) -> str | None:
     return None
 
 
+def existing_text_hash(root: Path) -> str | None:
+    """The hash of the spec alone of the run in ``root`` (its spec hash in a store that
+    predates ``text_hash``: the same for the built-in problems)."""
+    lp = root / LAYOUT
+    with contextlib.suppress(Exception):
+        if lp.is_file():
+            return Layout.from_json(lp.read_text()).text_hash or existing_hash(root)
+    return existing_hash(root)
+
+
 def refuse_unfinished(root: Path, new: str, *, resume: bool, force: bool, old=None) -> None:
     """Refuse to start over in a folder holding an unfinished run of the spec of hash
     ``new`` (without ``resume`` or ``force``): its finished chunks would be thrown away.
-    ``adamjax.run`` also calls this before planning, so that the refusal comes first."""
+    ``adamjax.run`` also calls this before planning, with the spec's ``text_hash`` and
+    ``old = existing_text_hash(root)``, so that the refusal comes first (before a user
+    problem is built and before ``[flow]``'s pass 1)."""
     old = existing_hash(root) if old is None else old
     if old != new or resume or force or not (root / LAYOUT).is_file():
         return

@@ -166,7 +166,7 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
             raise SpecError(msg[len("error:") :])
         layout = store_.Layout.from_json(msg)
     fresh = layout.spec_hash == ""
-    layout = replace(layout, spec_hash=plan.loaded.hash)
+    layout = replace(layout, spec_hash=plan.loaded.hash, text_hash=plan.loaded.text_hash)
 
     done = set() if fresh else store_.done_units(root)
     mine = [u for u in range(layout.n_units) if u % pcount == pidx and u not in done]
