@@ -147,9 +147,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     pl.add_argument(
         "--stat",
-        default="median",
+        default=None,
         choices=("median", "mean", "fraction"),
-        help="over seeds (default median; fraction: of runs diverging, for --var outcome)",
+        help="over seeds (default: fraction of runs for outcome (diverging) and flags "
+        "such as diverged, else median)",
     )
     pl.add_argument("--out", help="PNG, SVG or PDF file (default: plot.png beside the store)")
     sm = sub.add_parser("summary", help="a table per grid point; critical β2 per β1")

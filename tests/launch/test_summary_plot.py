@@ -206,3 +206,56 @@ def test_title_leaves_out_swept_keys_and_wraps():
     assert "b1=0.9" in t and "2000 steps × 3 seeds" in t, t
     lines = t.split("\n")
     assert len(lines) >= 2 and max(map(len, lines)) <= 90, lines
+    # A β left at its default is named too (it is held fixed); a constant step size.
+    spec = {"name": "d", "schedule": {"kind": "constant", "c": 0.2}}
+    spec["sweep"] = {"optimizer.b2": [0.9, 0.99]}
+    ds = xr.Dataset(
+        {"loss_final": (("optimizer.b2", "seed"), np.ones((2, 3)))},
+        coords={"optimizer.b2": [0.9, 0.99]},
+        attrs={"spec": json.dumps(spec)},
+    )
+    t = adamjax.plot.title(ds)
+    assert "adam b1=0.9;" in t and "b2=" not in t and "γ_n = 0.2;" in t, t
+
+
+def test_plot_options_a_newcomer_tries():
+    """On a (β1, β2) sweep: curves of the loss over steps; the outcome as the fraction of
+    runs diverging by default (colour bar 0–1, said once); a 1-D θ as one number per
+    run; one line for a variable with more dims, the same axis twice, a median of the
+    outcome codes."""
+    ds = DATASETS["2 axes"]()
+    fig = adamjax.plot.auto(ds, var="loss")
+    assert fig.axes[0].get_xlabel() == "Adam step n" and len(fig.axes[0].get_lines()) == 8
+    fig = adamjax.plot.auto(ds, var="outcome")
+    bar = fig.axes[-1]
+    assert bar.get_ylabel() == "fraction of runs diverging" and bar.get_ylim() == (0, 1)
+    assert fig._suptitle.get_text().startswith("fraction of 4 seeds diverging\n")
+    adamjax.plot.phase(ds, var="theta_final")  # dim 1: one number per run
+    with pytest.raises(adamjax.SpecError, match="outcome is a category"):
+        adamjax.plot.phase(ds, var="outcome", stat="median")
+    with pytest.raises(adamjax.SpecError, match="two different sweep axes"):
+        adamjax.plot.phase(ds, x="optimizer.b2", y="optimizer.b2")
+    with pytest.raises(adamjax.SpecError, match=r"has snapshot .* --var loss \(curves\)"):
+        adamjax.plot.phase(ds, var="loss")
+
+
+def test_phase_legend_covers_every_panel():
+    """A marker drawn in any panel is in the legend; 'every cell converged' only if so
+    in every panel (the legend used to come from the first panel alone)."""
+    import xarray as xr
+
+    from adamjax._launch.outcome import CONVERGED, UNDECIDED
+
+    dims = ("problem.n", "optimizer.b1", "optimizer.b2", "seed")
+    oc = np.full((2, 2, 2, 3), CONVERGED, np.int8)
+    oc[1, 0, 0] = UNDECIDED  # one cell of the second panel
+    ds = xr.Dataset(
+        {"loss_final": (dims, np.ones(oc.shape)), "outcome": (dims, oc)},
+        coords={"problem.n": [10, 20], "optimizer.b1": [0.0, 0.5], "optimizer.b2": [0.3, 0.9]},
+        attrs={"spec": json.dumps({"name": "legend"})},
+    )
+    texts = [t.get_text() for t in adamjax.plot.phase(ds).legends[0].get_texts()]
+    assert "most runs undecided" in texts and "every cell: most runs converged" not in texts
+    ds["outcome"][:] = CONVERGED
+    texts = [t.get_text() for t in adamjax.plot.phase(ds).legends[0].get_texts()]
+    assert "every cell: most runs converged" in texts and "most runs undecided" not in texts

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 
 OPTIMIZERS = ("adam", "amsgrad", "rmsprop", "adagrad", "sgd", "sgdm", "signsgd")
+# The β hyperparameters each optimizer reads (see ``make_optimizer``).
+BETAS = {"adam": ("b1", "b2"), "amsgrad": ("b1", "b2"), "rmsprop": ("b2",), "sgdm": ("b1",)}
 
 
 class OptHParams(NamedTuple):

@@ -24,7 +24,9 @@ import warnings
 import numpy as np
 
 from .._engine.errors import SpecError
+from .._engine.optimizers import BETAS
 from .outcome import CONVERGED, DIVERGING, UNDECIDED
+from .schema import SCHEMA
 from .summary import B1, B2, fmt_value, require_complete, sweep_axes
 
 STATS = ("median", "mean", "fraction")
@@ -57,15 +59,23 @@ def title(ds, extra: str = "") -> str:
         )
     )
     opt = s.get("optimizer", {})
-    o = [str(opt.get("kind", "adam"))]
-    o += [f"{k}={opt[k]}" for k in ("b1", "b2") if k in opt and f"optimizer.{k}" not in axes]
+    kind = str(opt.get("kind", "adam"))
+    # A β held fixed is named even where the spec left it at its default.
+    o = [kind]
+    o += [
+        f"{k}={_given(opt, 'optimizer', k)}"
+        for k in BETAS.get(kind, ())
+        if f"optimizer.{k}" not in axes
+    ]
     parts.append(" ".join(o))
     sch = s.get("schedule", {})
+    # A swept c or r appears by its symbol (its values are on an axis).
+    c = _given(sch, "schedule", "c") if "schedule.c" not in axes else "c"
     if sch.get("kind", "power") == "power":
-        # A swept c or r appears by its symbol (its values are on an axis).
-        c = sch.get("c", "0.05") if "schedule.c" not in axes else "c"
-        r = sch.get("r", "0.5") if "schedule.r" not in axes else "r"
+        r = _given(sch, "schedule", "r") if "schedule.r" not in axes else "r"
         parts.append(f"γ_n = {c}·n^-{r}")
+    elif sch.get("kind") == "constant":
+        parts.append(f"γ_n = {c}")
     samp = s.get("sampling", {})
     if samp:
         scheme = samp.get("scheme", "iid") if "sampling.scheme" not in axes else ""
@@ -82,6 +92,11 @@ def title(ds, extra: str = "") -> str:
             lines[-1] = joined
     line = "\n".join(lines)
     return f"{extra}\n{line}" if extra else line
+
+
+def _given(table: dict, name: str, key: str):
+    """``table[key]``, else the schema's default of ``name.key``."""
+    return table.get(key, SCHEMA[name][key].default)
 
 
 def _is_beta(key: str) -> bool:
@@ -170,12 +185,34 @@ def default_var(ds) -> str:
     return "gap_final" if "gap_final" in ds else "loss_final"
 
 
-def phase(ds, x: str | None = None, y: str | None = None, var=None, stat="median"):
+CURVE_VARS = ("loss", "theta")
+
+
+def _is_flag(ds, var: str) -> bool:
+    return var == "outcome" or (var in ds and ds[var].dtype == bool)
+
+
+def _default_stat(ds, var: str, stat: str | None) -> str:
+    """``stat``, or by default the fraction for ``outcome`` and flags, else the median."""
+    if stat is None:
+        return "fraction" if _is_flag(ds, var) else "median"
+    if var == "outcome" and stat != "fraction":
+        raise SpecError(
+            f"--stat = {stat!r}: outcome is a category (converged, diverging, undecided); "
+            "use --stat fraction (of runs diverging)"
+        )
+    return stat
+
+
+def phase(ds, x: str | None = None, y: str | None = None, var=None, stat=None):
     """A phase diagram of ``stat`` over seeds of ``var`` over the sweep axes ``x``, ``y``
     (default: β1, β2 when both are swept, else the first two axes), one panel per value
-    of a third axis; further axes are held at their first value (said in the title)."""
+    of a third axis; further axes are held at their first value (said in the title).
+    ``stat`` defaults to the fraction of runs for ``outcome`` (diverging) and flags, else
+    the median."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.lines import Line2D
 
     require_complete(ds, "plot")
     axes = sweep_axes(ds)
@@ -189,11 +226,23 @@ def phase(ds, x: str | None = None, y: str | None = None, var=None, stat="median
     for key in (x, y):
         if key not in axes:
             raise SpecError(f"--x/--y = {key!r}: not a sweep axis (axes: {', '.join(axes)})")
+    if x == y:
+        raise SpecError(f"--x = --y = {x!r}: a phase diagram needs two different sweep axes")
     var = var or default_var(ds)
+    stat = _default_stat(ds, var, stat)
     facet = rest[0] if rest else None
     held = {a: ds[a].values[0] for a in rest[1:]}
     sub = ds.isel({a: 0 for a in held})
     z = reduce(sub, var, stat)
+    # One number per cell: a size-1 extra dim (θ of a 1-D problem) is dropped.
+    z = z.squeeze([d for d in z.dims if d not in (x, y, facet) and z.sizes[d] == 1])
+    extra = [d for d in z.dims if d not in (x, y, facet)]
+    if extra:
+        hint = "; over steps: adamjax plot --var loss (curves)" if "snapshot" in extra else ""
+        raise SpecError(
+            f"--var = {var!r}: has {', '.join(extra)} besides the sweep axes and seed; a "
+            f"phase diagram needs one number per run (e.g. loss_final){hint}"
+        )
     oc = sub.get("outcome")
     fvals = list(sub[facet].values) if facet else [None]
     fig, axs = plt.subplots(
@@ -204,18 +253,21 @@ def phase(ds, x: str | None = None, y: str | None = None, var=None, stat="median
     vals = np.asarray(z.values, np.float64)
     fin = vals[np.isfinite(vals)]
     pos = fin[fin > 0]
-    if stat != "fraction" and pos.size == fin.size and pos.size and pos.max() / pos.min() > 100:
+    if stat == "fraction":  # a fraction is in [0, 1], whatever the cells hold
+        norm = Normalize(0, 1)
+    elif pos.size == fin.size and pos.size and pos.max() / pos.min() > 100:
         norm = LogNorm(pos.min(), pos.max())
     else:
         norm = Normalize(*(fin.min(), fin.max()) if fin.size else (0, 1))
     mesh = None
+    all_converged = True
     for ax, fv in zip(axs[0], fvals, strict=True):
         zz = z.sel({facet: fv}) if facet else z
         grid = zz.transpose(y, x).values.astype(np.float64)
         mesh = ax.pcolormesh(_edges(px), _edges(py), grid, norm=norm, cmap="viridis")
         if oc is not None:
             o = oc.sel({facet: fv}) if facet else oc
-            _mark_outcomes(ax, o, x, y, px, py)
+            all_converged &= _mark_outcomes(ax, o, x, y, px, py)
         if {x, y} == {B1, B2} and fx is not None and fy is not None:
             _sqrt_curve(ax, x, ds, fx, fy)
         _ticks(ax, "x", px, xl)
@@ -226,21 +278,42 @@ def phase(ds, x: str | None = None, y: str | None = None, var=None, stat="median
         ax.set_ylabel(ylab)
         if facet:
             ax.set_title(f"{facet} = {fv}", fontsize=10)
-    handles, labels = axs[0][0].get_legend_handles_labels()
-    if handles:  # below the panels, so that it hides no cell and no panel title
-        fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    # The legend of every panel (each entry once): a marker shown in any panel is listed.
+    legend = {}
+    for ax in axs[0]:
+        legend.update(zip(*ax.get_legend_handles_labels()[::-1], strict=True))
+    if oc is not None and all_converged:
+        legend["every cell: most runs converged"] = Line2D([], [], ls="none")
+    if legend:  # below the panels, so that it hides no cell and no panel title
+        # Three columns only where they fit the width (the β1 = √β2 entry is long).
+        wide = sum(map(len, legend)) > 30 * len(fvals) + 40
+        fig.legend(
+            list(legend.values()),
+            list(legend),
+            loc="outside lower center",
+            ncol=2 if wide else 3,
+            fontsize=8,
+            frameon=False,
+        )
     lv = ds[var].attrs.get("long_name", var)
-    what = "fraction of runs diverging" if (stat == "fraction" and var == "outcome") else lv
     units = ds[var].attrs.get("units", "1")
     unit = "" if units in ("1", "") else f" [{units}]"  # "1": dimensionless
-    fig.colorbar(mesh, ax=axs[0].tolist(), label=f"{stat} of {what}{unit}")
+    n = ds.sizes["seed"]
+    if stat == "fraction" and var == "outcome":
+        label, what = "fraction of runs diverging", f"fraction of {n} seeds diverging"
+    elif stat == "fraction":
+        label, what = f"fraction of runs: {lv}", f"fraction of {n} seeds with {var}"
+    else:
+        label, what = f"{stat} of {lv}{unit}", f"{stat} over {n} seeds of {var}"
+    fig.colorbar(mesh, ax=axs[0].tolist(), label=label)
     hold = f" ({', '.join(f'{k} = {v}' for k, v in held.items())})" if held else ""
-    fig.suptitle(title(ds, f"{stat} over {ds.sizes['seed']} seeds of {var}{hold}"), fontsize=9)
+    fig.suptitle(title(ds, f"{what}{hold}"), fontsize=9)
     return fig
 
 
-def _mark_outcomes(ax, o, x, y, px, py):
-    """Markers on cells whose runs mostly diverge (red ×) or stay undecided (grey ·)."""
+def _mark_outcomes(ax, o, x, y, px, py) -> bool:
+    """Markers on cells whose runs mostly diverge (red ×) or stay undecided (grey ·);
+    whether most runs of every cell converged."""
     o = o.transpose(y, x, "seed").values
     div = (o == DIVERGING).mean(-1) > 0.5
     und = ((o == UNDECIDED).mean(-1) > 0.5) & ~div
@@ -251,8 +324,7 @@ def _mark_outcomes(ax, o, x, y, px, py):
         ax.plot(gx[div], gy[div], "x", color="red", ms=ms, mew=1, label="most runs diverging")
     if und.any():
         ax.plot(gx[und], gy[und], ".", color="0.6", ms=ms, label="most runs undecided")
-    if conv.all():
-        ax.plot([], [], " ", label="every cell: most runs converged")
+    return bool(conv.all())
 
 
 def _sqrt_curve(ax, x, ds, fx, fy):
@@ -303,7 +375,7 @@ def curves(ds, var: str = "loss", ax=None, max_points: int = 8):
     import matplotlib.pyplot as plt
 
     require_complete(ds, "plot")
-    if var not in ("loss", "theta") or var not in ds:
+    if var not in CURVE_VARS or var not in ds:
         raise SpecError(f"--var = {var!r}: curves over steps need 'loss' or 'theta'")
     fig = None
     if ax is None:
@@ -391,12 +463,14 @@ def apt(ds, ax=None, max_points: int = 8):
     return fig or ax.figure
 
 
-def auto(ds, x=None, y=None, var=None, stat="median"):
+def auto(ds, x=None, y=None, var=None, stat=None):
     """What the dataset holds: :func:`phase` for two or more sweep axes (or when ``x`` and
-    ``y`` are given), else :func:`curves` of the loss, beside :func:`apt` with ``[flow]``."""
+    ``y`` are given), else :func:`curves` of the loss, beside :func:`apt` with ``[flow]``;
+    curves whatever the sweep when ``var`` is ``loss`` or ``theta`` and no axis is given."""
     import matplotlib.pyplot as plt
 
-    if len(sweep_axes(ds)) >= 2 or (x and y):
+    curve = var in CURVE_VARS and not (x or y)
+    if (len(sweep_axes(ds)) >= 2 or (x and y)) and not curve:
         return phase(ds, x, y, var, stat)
     if not (ds["snapshot_step"].values >= 1).any() and "apt_error" not in ds:
         raise SpecError(
