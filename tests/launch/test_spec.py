@@ -106,6 +106,23 @@ def test_sweep_and_zip_axes_in_c_order():
     assert [(p["schedule"]["c"], p["schedule"]["r"]) for p in pts[:2]] == [(0.1, 0.5), (0.2, 0.6)]
 
 
+def test_unquoted_dotted_sweep_keys_are_the_same_axes(tmp_path):
+    """In TOML, unquoted ``optimizer.b1 = [...]`` under [sweep] is a nested table: the
+    same axes and spec hash as the quoted keys (it used to be 'not a sweepable key')."""
+    head = 'name = "t"\n[problem]\nkind = "zhang"\n'
+    a = tmp_path / "a.toml"
+    a.write_text(head + '[sweep]\n"optimizer.b1" = [0.0, 0.3]\n"schedule.c" = [0.1, 0.2]\n')
+    b = tmp_path / "b.toml"
+    b.write_text(head + "[sweep]\noptimizer.b1 = [0.0, 0.3]\nschedule.c = [0.1, 0.2]\n")
+    la, lb = load_spec(a), load_spec(b)
+    assert list(lb.spec["sweep"]) == ["optimizer.b1", "schedule.c"]
+    assert la.hash == lb.hash
+    nested = {"name": "t", "zip": {"optimizer": {"b1": [0.0, 0.3], "b2": [0.5, 0.9]}}}
+    assert list(load_spec(nested).spec["zip"]) == ["optimizer.b1", "optimizer.b2"]
+    with pytest.raises(SpecError, match=r"sweep\.optimizer\.bb = \[1\]: not a sweepable"):
+        load_spec({"name": "t", "sweep": {"optimizer": {"bb": [1]}}})
+
+
 def test_spec_hash_ignores_formatting_not_content(tmp_path):
     a = tmp_path / "a.toml"
     a.write_text('name = "t"\n[run]\nsteps = 10\n')

@@ -166,8 +166,8 @@ def validate(raw: dict, *, problem_object: bool = False) -> dict:
         spec[table] = out
 
     kind = spec["problem"]["kind"]
-    spec["sweep"] = _validate_axes(raw.get("sweep") or {}, "sweep", kind)
-    spec["zip"] = _validate_axes(raw.get("zip") or {}, "zip", kind)
+    spec["sweep"] = _validate_axes(_dotted(raw.get("sweep") or {}), "sweep", kind)
+    spec["zip"] = _validate_axes(_dotted(raw.get("zip") or {}), "zip", kind)
     if spec["zip"]:
         lens = {len(v) for v in spec["zip"].values()}
         if len(lens) > 1:
@@ -199,6 +199,21 @@ def issue_notes(notes) -> None:
     """Warn (:class:`AssumptionWarning`) with the texts of :func:`beta_notes`."""
     for text in notes:
         warnings.warn(text, AssumptionWarning, stacklevel=3)
+
+
+def _dotted(axes: dict, prefix: str = "") -> dict:
+    """``[sweep]``/``[zip]`` with nested tables as dotted keys: in TOML an unquoted
+    ``optimizer.b1 = [...]`` is the table ``{"optimizer": {"b1": [...]}}``, the same
+    axis as the quoted ``"optimizer.b1"`` (and the same spec hash)."""
+    if not isinstance(axes, dict):
+        return axes
+    out = {}
+    for key, vals in axes.items():
+        if isinstance(vals, dict):
+            out.update(_dotted(vals, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = vals
+    return out
 
 
 def _validate_axes(axes: dict, what: str, kind: str) -> dict:
