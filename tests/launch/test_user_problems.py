@@ -96,7 +96,7 @@ def test_problem_object_and_its_hash(tmp_path):
     other = adamjax.finite_sum_problem(
         lambda p, ex: 0.5 * (p - ex["x"]) ** 2, {"x": data["x"] + 1}, jnp.zeros(())
     )
-    with pytest.raises(adamjax.SpecError, match="different spec"):
+    with pytest.raises(adamjax.SpecError, match="results of this spec with another problem"):
         adamjax.run(spec, problem=other, out=tmp_path, progress=False)
 
 
@@ -210,7 +210,8 @@ def test_user_callable_gets_its_own_copy_of_the_table(tmp_path):
 def test_unfinished_folder_is_refused_before_the_user_problem_is_built(tmp_path):
     """A user problem's digest is known only once built, but a re-run into an unfinished
     folder of the same spec is refused before: the user's code is not run (with
-    ``[flow]`` that would be minutes of pass 1 first); ``--resume`` finishes it."""
+    ``[flow]`` that would be minutes of pass 1 first); ``--resume`` finishes it. Once the
+    module's data change, the folder holds 'this spec with another problem'."""
     from adamjax._launch import store as _store
 
     (tmp_path / "mymod.py").write_text(USER_MODULE)
@@ -228,3 +229,7 @@ def test_unfinished_folder_is_refused_before_the_user_problem_is_built(tmp_path)
     (tmp_path / "mymod.py").write_text(USER_MODULE)
     ds = adamjax.run(path, out=out, chunk=1, progress=False, resume=True)
     xr.testing.assert_identical(ds.drop_attrs(), full.drop_attrs())
+    # The same spec after the module's data changed: said so, not "a different spec".
+    (tmp_path / "mymod.py").write_text(USER_MODULE.replace("linspace(-1.0", "linspace(-2.0"))
+    with pytest.raises(adamjax.SpecError, match="results of this spec with another problem"):
+        adamjax.run(path, out=out, chunk=1, progress=False)

@@ -335,6 +335,12 @@ def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> 
     new = layout.spec_hash
     old = existing_hash(root)
     if old is not None and old != new and not force:
+        if layout.text_hash and existing_text_hash(root) == layout.text_hash:
+            raise SpecError(
+                f"out = {json.dumps(str(root))}: holds results of this spec with another "
+                "problem (the problem's code or data changed since: spec_hash "
+                f"{old}, now {new}); choose another --out or pass --force to overwrite"
+            )
         raise SpecError(
             f"out = {json.dumps(str(root))}: holds results of a different spec "
             f"(spec_hash {old}, this spec {new}); choose another --out or pass --force "

@@ -127,7 +127,10 @@ def run_to_store(
     lead = (*plan.shape, plan.seeds)
     dims = (*[n for n, _ in plan.axes], "seed")
     target = unit_target(plan, ndev, explicit_chunk)
-    layout = store_.make_layout(lead, dims, target, plan.loaded.hash)
+    layout = replace(
+        store_.make_layout(lead, dims, target, plan.loaded.hash),
+        text_hash=plan.loaded.text_hash,
+    )
 
     # Process 0 holds the folder lock (``held``) from before it touches the folder
     # until the run has returned.
