@@ -210,10 +210,14 @@ def _open_results(arg: str):
     """The dataset of ``OUT/<name>/results.zarr`` (the folder ``OUT/<name>`` also works)."""
     import xarray as xr
 
+    import adamjax
+
     path = Path(arg)
     if (path / "results.zarr").is_dir():
         path = path / "results.zarr"
     if not (path / "zarr.json").is_file() and not (path / ".zgroup").is_file():
+        if (path / "progress").is_dir():  # the results folder of a run stopped early
+            adamjax.check_store(path)  # raises, saying so
         raise ValueError(
             f"results = {json.dumps(arg)}: not a results store (OUT/<name>/results.zarr)"
         )

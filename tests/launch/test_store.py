@@ -348,6 +348,34 @@ def test_check_reports_unfinished_units(tmp_path, no_x64):
         adamjax.check_store(tmp_path)
 
 
+def test_a_run_stopped_before_its_first_chunk_is_said_so(tmp_path, monkeypatch, capsys):
+    """Stopped before any chunk finished, the folder holds no store yet: check, summary
+    and plot say so in one line (they said 'not a results folder'), and the spec runs
+    again into it, with --resume or without."""
+    from adamjax import cli
+
+    class Stop(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise Stop
+
+    spec = small_spec(name="early")
+    monkeypatch.setattr(_sweep, "run_unit", stop)
+    with pytest.raises(Stop):
+        adamjax.run(spec, out=tmp_path, chunk=5, progress=False)
+    monkeypatch.undo()
+    root = tmp_path / "early"
+    with pytest.raises(SpecError, match="stopped here before its first chunk finished"):
+        adamjax.check_store(root)
+    for cmd in ("summary", "plot", "check"):
+        assert cli.main([cmd, str(root)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "nothing is stored yet" in err[0], (cmd, err)
+    ds = adamjax.run(spec, out=tmp_path, chunk=5, progress=False, resume=True)
+    assert ds.attrs["complete"] == 1
+
+
 def test_full_disk_reports_one_line(tmp_path, monkeypatch, capsys, no_x64):
     """An OSError from the store (here ENOSPC while writing a unit) ends the command
     with one line naming the path, exit 1, no traceback."""

@@ -52,6 +52,11 @@ STORE = "results.zarr"
 LAYOUT = "layout.json"
 PROGRESS = "progress"
 LOCK = ".lock"
+# What ``check`` / ``summary`` / ``plot`` say of a folder whose run stopped too early.
+NOTHING_STORED = (
+    "a run stopped here before its first chunk finished: nothing is stored yet; "
+    "run the spec again (with --resume or without)"
+)
 
 
 def refuse_links(root: Path) -> None:
@@ -396,6 +401,8 @@ def check_store(path) -> dict:
         root = root.parent
     refuse_links(root)
     if not (root / LAYOUT).is_file() or not (root / STORE).is_dir():
+        if (root / PROGRESS).is_dir():
+            raise SpecError(f"results = {json.dumps(str(path))}: {NOTHING_STORED}")
         raise SpecError(
             f"results = {json.dumps(str(path))}: not a results folder (OUT/<name> with "
             f"{LAYOUT} and {STORE})"
