@@ -233,3 +233,20 @@ def test_unfinished_folder_is_refused_before_the_user_problem_is_built(tmp_path)
     (tmp_path / "mymod.py").write_text(USER_MODULE.replace("linspace(-1.0", "linspace(-2.0"))
     with pytest.raises(adamjax.SpecError, match="results of this spec with another problem"):
         adamjax.run(path, out=out, chunk=1, progress=False)
+
+
+def test_a_loss_broken_at_the_start_is_one_warning(tmp_path):
+    """A loss that is NaN at θ0 (here log of a negative number) makes every run blow up
+    at once: the runs read as diverging, and one warning says the loss is at fault."""
+    (tmp_path / "nanmod.py").write_text(
+        "import jax.numpy as jnp, adamjax\n"
+        "def problem():\n"
+        "    data = {'x': jnp.linspace(1.0, 2.0, 8)}\n"
+        "    return adamjax.finite_sum_problem(\n"
+        "        lambda p, ex: jnp.log(p['a'] - ex['x']) ** 2, data, {'a': jnp.zeros(())})\n"
+    )
+    path = write_spec(tmp_path / "s.toml", _user_spec("nanmod:problem"))
+    with pytest.warns(RuntimeWarning, match=r"the loss at θ0 is not finite \(nan\)") as w:
+        ds = adamjax.run(path, progress=False)
+    assert len([x for x in w if "θ0 is not finite" in str(x.message)]) == 1
+    assert (ds["outcome"] == adamjax.DIVERGING).all()

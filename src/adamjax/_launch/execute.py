@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,5 +86,16 @@ def _outcome(plan: Plan, group: Group, theta0: np.ndarray, res: RunResult) -> np
             q0 = _initial_loss(problem, theta0, group.chunk)
         q_last = res.loss
         q_mid = None if mid is None else res.snapshot_loss[:, mid]
+        bad = ~np.isfinite(q0)
+        if problem.has_loss and bad.any():
+            # A loss broken at the start (e.g. a log of 0) makes its runs blow up at once:
+            # they would read as Adam diverging. (Constant text: one warning per run.)
+            warnings.warn(
+                f"problem.kind = {group.point['problem']['kind']!r}: the loss at θ0 is not "
+                f"finite ({q0[bad][0]:g}): runs starting there blow up at their first steps "
+                "and read as diverging; check the problem's loss at θ0",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     rec = plan.spec["record"]
     return classify(q0, q_mid, q_last, res.diverged, margin=rec["margin"], ratio=rec["ratio"])
