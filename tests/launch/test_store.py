@@ -337,6 +337,41 @@ def test_damaged_chunk_is_detected_and_recomputed_on_resume(tmp_path, no_x64):
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
 
 
+def test_a_finished_spec_is_not_run_again(tmp_path, monkeypatch, capsys, no_x64):
+    """The spec run again into the folder holding its finished results (same adamjax):
+    nothing runs, one line says so, the stored dataset is returned; --force runs it
+    again, and so does a store written by another adamjax version."""
+    spec = small_spec(name="again")
+    first = adamjax.run(spec, out=tmp_path, chunk=5, progress=False)
+    capsys.readouterr()
+
+    def no_unit(*a, **k):
+        raise AssertionError("a unit ran")
+
+    monkeypatch.setattr(_sweep, "run_unit", no_unit)
+    ds = adamjax.run(spec, out=tmp_path, chunk=5, progress=False)
+    xr.testing.assert_identical(ds, first)
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == [
+        f"adamjax: again: {tmp_path / 'again' / 'results.zarr'} already holds the finished "
+        "results of this spec: nothing to run (--force runs it again)"
+    ], said
+    with pytest.raises(AssertionError, match="a unit ran"):
+        adamjax.run(spec, out=tmp_path, chunk=5, progress=False, force=True)
+    monkeypatch.undo()
+    adamjax.run(spec, out=tmp_path, chunk=5, progress=False)  # finished again
+    import zarr
+
+    zarr.open_group(str(tmp_path / "again" / "results.zarr"), mode="r+").attrs[
+        "adamjax_version"
+    ] = "0.0.1"
+    ran = []
+    real = _sweep.run_unit
+    monkeypatch.setattr(_sweep, "run_unit", lambda *a, **k: (ran.append(1), real(*a, **k))[1])
+    adamjax.run(spec, out=tmp_path, chunk=5, progress=False)
+    assert len(ran) == 6  # another version's results: computed again
+
+
 def test_check_reports_unfinished_units(tmp_path, no_x64):
     spec = small_spec(name="unf")
     adamjax.run(spec, out=tmp_path, chunk=5, progress=False)

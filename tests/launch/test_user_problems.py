@@ -207,7 +207,7 @@ def test_user_callable_gets_its_own_copy_of_the_table(tmp_path):
     assert ds.sizes["dim"] == 2
 
 
-def test_unfinished_folder_is_refused_before_the_user_problem_is_built(tmp_path):
+def test_unfinished_folder_is_refused_before_the_user_problem_is_built(tmp_path, capsys):
     """A user problem's digest is known only once built, but a re-run into an unfinished
     folder of the same spec is refused before: the user's code is not run (with
     ``[flow]`` that would be minutes of pass 1 first); ``--resume`` finishes it. Once the
@@ -229,6 +229,10 @@ def test_unfinished_folder_is_refused_before_the_user_problem_is_built(tmp_path)
     (tmp_path / "mymod.py").write_text(USER_MODULE)
     ds = adamjax.run(path, out=out, chunk=1, progress=False, resume=True)
     xr.testing.assert_identical(ds.drop_attrs(), full.drop_attrs())
+    # Finished: run again, nothing runs (known once the problem is built and hashed).
+    capsys.readouterr()
+    adamjax.run(path, out=out, chunk=1, progress=False)
+    assert "already holds the finished results of this spec" in capsys.readouterr().err
     # The same spec after the module's data changed: said so, not "a different spec".
     (tmp_path / "mymod.py").write_text(USER_MODULE.replace("linspace(-1.0", "linspace(-2.0"))
     with pytest.raises(adamjax.SpecError, match="results of this spec with another problem"):

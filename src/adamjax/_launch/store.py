@@ -372,6 +372,22 @@ def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> 
     return replace(layout, spec_hash="")
 
 
+def finished_here(root: Path, new: str, version: str) -> bool:
+    """Whether ``root`` holds the finished results of the spec of hash ``new``, written by
+    adamjax ``version``: running it again would compute the same numbers."""
+    if existing_hash(root) != new or not (root / LAYOUT).is_file():
+        return False
+    n_units = Layout.from_json((root / LAYOUT).read_text()).n_units
+    if len(done_units(root) & set(range(n_units))) < n_units or not _marked_complete(root):
+        return False
+    import zarr
+
+    with contextlib.suppress(Exception):
+        attrs = zarr.open_group(str(root / STORE), mode="r").attrs
+        return attrs.get("adamjax_version") == version
+    return False
+
+
 def _marked_complete(root: Path) -> bool:
     """The store's ``complete`` attribute (1 in stores made before it existed)."""
     import zarr

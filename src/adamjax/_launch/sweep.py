@@ -24,7 +24,7 @@ from .._engine.errors import SpecError
 from .._engine.shard import make_runner
 from . import distributed as dist
 from . import store as store_
-from .dataset import to_dataset
+from .dataset import adamjax_version, to_dataset
 from .execute import run_group
 from .outcome import UNDECIDED
 from .plan import Plan
@@ -153,10 +153,16 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
     name = plan.spec["name"]
     store = root / store_.STORE
     pidx, pcount = dist.process_index(), dist.process_count()
+    done_before = False
     if pidx == 0:
         try:
             held.enter_context(store_.folder_lock(root))
-            layout = store_.prepare_folder(root, layout, resume=resume, force=force)
+            # Finished already (same spec, same adamjax): a resume with nothing to run,
+            # which still checks every chunk; --force runs it again.
+            done_before = not (resume or force) and store_.finished_here(
+                root, plan.loaded.hash, adamjax_version()
+            )
+            layout = store_.prepare_folder(root, layout, resume=resume or done_before, force=force)
         except (SpecError, OSError) as e:
             dist.publish(key + "/layout", "error:" + str(e))
             if isinstance(e, OSError):
@@ -179,7 +185,9 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
     desc = name if pcount == 1 else f"{name} [{pidx}/{pcount}]"
     if plan.recorders:  # [flow]: this is the APT's second pass over the runs
         desc += f": {PASS_2}"
-    if progress is not False:
+    if pidx == 0 and done_before:
+        say_finished(desc, store)
+    elif progress is not False:
         nd = len(done)
         print(
             f"adamjax: {desc}: {plan.n_runs} runs × {plan.steps} steps in {layout.n_units} "
@@ -239,6 +247,16 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
     import xarray as xr  # here, not above: the import (preload) overlaps the first unit
 
     return xr.open_zarr(str(store))
+
+
+def say_finished(desc: str, store: Path) -> None:
+    """The line of a run whose folder already holds its finished results."""
+    print(
+        f"adamjax: {desc}: {store} already holds the finished results of this spec: "
+        "nothing to run (--force runs it again)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _record_launch(store: Path) -> None:
