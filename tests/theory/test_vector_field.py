@@ -98,7 +98,8 @@ def test_quadratic_fast_path_equals_generic():
     [("zhang", 1, "iid"), ("zhang", 3, "iid"), ("zhang", 2, "reshuffle"), ("regression", 1, "iid")],
 )
 def test_finite_sum_fast_path_equals_generic(kind, bs, scheme):
-    """The finite-sum weights (m_k = A_k·G, v_k = V_k·G² or Σ Q_k G G) with thin = 1 give
+    """The finite-sum weights (m_k = A_k·G, v_k = V_k·G², or for b > 1 the blocks of
+    squared mini-batch gradients and their recursion over blocks) with thin = 1 give
     the generic chain's estimate and SE to rounding; thinned (the default) they agree
     within the thinned estimate's own SE."""
     spec = base_spec(**{"problem.kind": kind})
@@ -109,7 +110,7 @@ def test_finite_sum_fast_path_equals_generic(kind, bs, scheme):
     th = 0.4 * jax.random.normal(jax.random.PRNGKey(3), (3, d), F64) - (1.2 if d == 1 else 0)
     f0, se0 = gen(th)
     one = adamjax.vector_field(spec, thin=1, **kw)
-    assert type(one.moments).__name__ == "FiniteSumMoments"
+    assert type(one.moments).__name__ == ("FiniteSumMoments" if bs == 1 else "MiniBatchMoments")
     f1, se1 = one(th)
     np.testing.assert_allclose(np.asarray(f1), np.asarray(f0), atol=1e-12)
     np.testing.assert_allclose(np.asarray(se1), np.asarray(se0), atol=1e-12)
@@ -117,6 +118,15 @@ def test_finite_sum_fast_path_equals_generic(kind, bs, scheme):
     assert thin.thin == (8 if scheme == "iid" else 1)  # default at β1 = 0.9; no aliasing
     f2, se2 = thin(th)
     assert np.all(np.abs(np.asarray(f2 - f0)) <= 5 * np.asarray(se2) + 1e-12)
+    if bs > 1 and scheme == "iid":  # the blocks' recursion = the chain of v, every 8th step
+        from adamjax._theory.ema import circular_ema
+
+        vf = adamjax.vector_field(spec, thin=8, **kw)
+        G = vf.problem.example_grads(th[0])
+        g = jnp.mean(G[vf.xs], axis=1)  # (M, d) mini-batch gradients
+        _, v = vf.moments.mv(vf.problem, th[0])
+        want = circular_ema(g * g, vf.b2, "sequential")[7::8]
+        np.testing.assert_allclose(np.asarray(v), np.asarray(want), rtol=1e-11)
 
 
 def test_thin_must_be_a_power_of_two_and_iid():

@@ -9,10 +9,14 @@ are linear in those quantities with θ-free weights, computed once:
   with a = EMA_α(x̄), b = EMA_β(x̄), w = EMA_β(x̄²) − b²;
 * finite sum with mini-batch counts c_k ∈ R^N (c_{k,i} = #{i in batch k} / b) and the
   per-example gradients ∇ℓ_i(θ) as the rows of G (N, d):  g_k = c_k · G, so
-  m_k = A_k · G  with A = EMA_α(c)  and  v_k = Σ_{i,i'} Q_{k,ii'} G_i G_{i'}  with
-  Q = EMA_β(c ⊗ c)  (for b = 1, c_k is one-hot and v_k = V_k · G² with V = EMA_β(c)).
+  m_k = A_k · G  with A = EMA_α(c). For b = 1, c_k is one-hot and v_k = V_k · G² with
+  V = EMA_β(c). For b > 1, v_k = EMA_β((c·G)²)_k is not linear in G²: the squared
+  mini-batch gradients (b rows of G each) are summed over each block of ``thin`` steps
+  with the weights (1 − β)β^(thin−1−t), and the blocks' recursion
+  V_k = β^thin V_{k−1} + B_k is one circular EMA over the K blocks.
 
-An evaluation then costs N gradients (not M) plus O(K N d) flops. The moments are
+An evaluation then costs N gradients (not M) plus O(K N d) flops (O(M b d) for b > 1,
+where the weights Q = EMA_β(c ⊗ c) of v would cost O(K N² d)). The moments are
 kept at every ``thin``-th k only (K = M / thin rows): neighbouring r_k are strongly
 correlated (over ~1/(1 − α) steps), so averaging every one of them adds little
 information; the batch-means SE measures what the thinned average achieves. With
@@ -34,8 +38,8 @@ from .._engine.problems.base import AbstractFiniteSumProblem, Problem
 from .._engine.problems.quadratic import Quadratic
 from .ema import circular_ema
 
-# The finite-sum weights are built from an (M, N) or (M, N, N) array: above this many
-# elements the generic chain is used instead.
+# The finite-sum weights are built from an (M, N) array: above this many elements the
+# generic chain is used instead.
 MAX_WEIGHT_ELEMS = 2**25
 
 
@@ -45,6 +49,10 @@ class AbstractMoments(eqx.Module):
     @abc.abstractmethod
     def mv(self, problem: Problem, theta):
         """(m, v), each (K, d), at one θ of shape (d,)."""
+
+    def temp_elems(self, dim: int) -> int:
+        """Elements of the temporaries of one ``mv`` beyond the (K, d) results."""
+        return 0
 
 
 class QuadraticMoments(AbstractMoments):
@@ -60,17 +68,36 @@ class QuadraticMoments(AbstractMoments):
 
 
 class FiniteSumMoments(AbstractMoments):
-    """A (K, N) and V (K, N) (batch size 1) or (K, N, N) of a finite sum (module docstring)."""
+    """A (K, N) and V (K, N) of a finite sum with batch size 1 (module docstring)."""
 
     A: Any
     V: Any
 
     def mv(self, problem, theta):
         G = problem.example_grads(theta)  # (N, d)
-        m = self.A @ G
-        if self.V.ndim == 2:
-            return m, self.V @ (G * G)
-        return m, jnp.einsum("kij,id,jd->kd", self.V, G, G)
+        return self.A @ G, self.V @ (G * G)
+
+
+class MiniBatchMoments(AbstractMoments):
+    """A (K, N) and, for v, the sample indices (K, thin, b), the in-block weights (thin,)
+    and β^thin of a finite sum with batch size b > 1 (module docstring)."""
+
+    A: Any
+    idx: Any
+    weights: Any
+    decay: Any
+    scan: str = eqx.field(static=True)
+
+    def mv(self, problem, theta):
+        G = problem.example_grads(theta)  # (N, d)
+        g = jnp.mean(G[self.idx], axis=2)  # (K, thin, d): the mini-batch gradients
+        blocks = jnp.sum(self.weights[:, None] * g * g, axis=1)  # (K, d)
+        # V_k = β^thin V_{k−1} + B_k, i.e. circular_ema of B/(1 − β^thin) at β^thin.
+        v = circular_ema(blocks / (1 - self.decay), self.decay, self.scan)
+        return self.A @ G, v
+
+    def temp_elems(self, dim: int) -> int:
+        return int(self.idx.shape[0] * self.idx.shape[1]) * dim
 
 
 def thin_default(b1) -> int:
@@ -93,7 +120,7 @@ def make_moments(problem: Problem, xs, b1, b2, scan: str, thin: int) -> Abstract
     if isinstance(problem, AbstractFiniteSumProblem) and problem.innovation_is_gradient:
         M, b = xs.shape
         N = problem.n_data
-        if M * N * (N if b > 1 else 1) > MAX_WEIGHT_ELEMS:
+        if M * N > MAX_WEIGHT_ELEMS:
             return None
         return _finite_sum(xs, N, b1, b2, scan, thin)
     return None
@@ -109,13 +136,12 @@ def _quad(problem, xs, b1, b2, scan: str, thin: int) -> QuadraticMoments:
 
 
 @eqx.filter_jit
-def _finite_sum(xs, N: int, b1, b2, scan: str, thin: int) -> FiniteSumMoments:
+def _finite_sum(xs, N: int, b1, b2, scan: str, thin: int) -> AbstractMoments:
     M, b = xs.shape
     c = jnp.sum(jax.nn.one_hot(xs, N, dtype=b1.dtype), axis=1) / b  # (M, N) batch counts / b
     A = circular_ema(c, b1, scan)[thin - 1 :: thin]
     if b == 1:
-        V = circular_ema(c, b2, scan)
-    else:
-        cc = (c[:, :, None] * c[:, None, :]).reshape(M, N * N)
-        V = circular_ema(cc, b2, scan).reshape(M, N, N)
-    return FiniteSumMoments(A, V[thin - 1 :: thin])
+        return FiniteSumMoments(A, circular_ema(c, b2, scan)[thin - 1 :: thin])
+    t = jnp.arange(thin, dtype=b2.dtype)
+    weights = (1 - b2) * b2 ** (thin - 1 - t)
+    return MiniBatchMoments(A, xs.reshape(M // thin, thin, b), weights, b2**thin, scan)

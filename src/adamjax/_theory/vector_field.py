@@ -306,7 +306,10 @@ class VectorField(AbstractField):
 
     def eval_bytes(self) -> int:
         # The (samples/thin, dim) arrays of m, v, r and their temporaries.
-        return 6 * (self.samples // self.thin) * self.dim * jnp.dtype(self.dtype).itemsize
+        elems = 6 * (self.samples // self.thin) * self.dim
+        if self.moments is not None:
+            elems += self.moments.temp_elems(self.dim)
+        return elems * jnp.dtype(self.dtype).itemsize
 
     def cov(self, theta):
         """Covariance (…, dim, dim) of f̂(θ) from batch means (θ flat or a PyTree)."""
