@@ -216,8 +216,9 @@ def _open_results(arg: str):
     if (path / "results.zarr").is_dir():
         path = path / "results.zarr"
     if not (path / "zarr.json").is_file() and not (path / ".zgroup").is_file():
-        if (path / "progress").is_dir():  # the results folder of a run stopped early
-            adamjax.check_store(path)  # raises, saying so
+        folder = path.parent if path.name == "results.zarr" else path
+        if (folder / "progress").is_dir():  # the results folder of a run stopped early
+            adamjax.check_store(folder)  # raises, saying so
         raise ValueError(
             f"results = {json.dumps(arg)}: not a results store (OUT/<name>/results.zarr)"
         )
@@ -590,5 +591,7 @@ def main(argv=None) -> int:
             signal.signal(signal.SIGTERM, saved_term)
 
 
-if __name__ == "__main__":  # ``python -m adamjax.cli``, as ``python -m adamjax``
-    sys.exit(main())
+if __name__ == "__main__":  # ``python -m adamjax.cli`` is ``python -m adamjax``
+    import runpy
+
+    runpy.run_module("adamjax", run_name="__main__")

@@ -121,6 +121,18 @@ def test_unquoted_dotted_sweep_keys_are_the_same_axes(tmp_path):
     assert list(load_spec(nested).spec["zip"]) == ["optimizer.b1", "optimizer.b2"]
     with pytest.raises(SpecError, match=r"sweep\.optimizer\.bb = \[1\]: not a sweepable"):
         load_spec({"name": "t", "sweep": {"optimizer": {"bb": [1]}}})
+    both = {"optimizer.b1": [0.1], "optimizer": {"b1": [0.2]}}
+    with pytest.raises(SpecError, match=r"sweep\.optimizer\.b1: given twice"):
+        load_spec({"name": "t", "sweep": both})
+
+
+def test_axis_order_is_in_the_spec_hash():
+    """The order of the sweep axes orders the runs (and a store's chunks): two orders are
+    two specs (the hash sorts keys, so the order used to be lost)."""
+    b1, b2 = ("optimizer.b1", [0.0, 0.5]), ("optimizer.b2", [0.5, 0.9])
+    one = load_spec({"name": "t", "sweep": dict([b1, b2])}).hash
+    two = load_spec({"name": "t", "sweep": dict([b2, b1])}).hash
+    assert one != two
 
 
 def test_spec_hash_ignores_formatting_not_content(tmp_path):

@@ -360,6 +360,13 @@ def test_a_finished_spec_is_not_run_again(tmp_path, monkeypatch, capsys, no_x64)
         adamjax.run(spec, out=tmp_path, chunk=5, progress=False, force=True)
     monkeypatch.undo()
     adamjax.run(spec, out=tmp_path, chunk=5, progress=False)  # finished again
+    f = _chunk_files(tmp_path / "again", 2)[0]  # a damaged chunk: not finished any more
+    f.write_bytes(f.read_bytes()[: max(1, f.stat().st_size // 2)])
+    monkeypatch.setattr(_sweep, "run_unit", no_unit)
+    with pytest.raises(AssertionError, match="a unit ran"):
+        adamjax.run(spec, out=tmp_path, chunk=5, progress=False)
+    monkeypatch.undo()
+    adamjax.run(spec, out=tmp_path, chunk=5, progress=False)  # finished again
     import zarr
 
     zarr.open_group(str(tmp_path / "again" / "results.zarr"), mode="r+").attrs[
@@ -403,8 +410,8 @@ def test_a_run_stopped_before_its_first_chunk_is_said_so(tmp_path, monkeypatch, 
     root = tmp_path / "early"
     with pytest.raises(SpecError, match="stopped here before its first chunk finished"):
         adamjax.check_store(root)
-    for cmd in ("summary", "plot", "check"):
-        assert cli.main([cmd, str(root)]) == 2
+    for cmd, where in (("summary", root), ("plot", root / "results.zarr"), ("check", root)):
+        assert cli.main([cmd, str(where)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "nothing is stored yet" in err[0], (cmd, err)
     ds = adamjax.run(spec, out=tmp_path, chunk=5, progress=False, resume=True)

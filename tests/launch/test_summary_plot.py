@@ -235,7 +235,7 @@ def test_plot_options_a_newcomer_tries():
         adamjax.plot.phase(ds, var="outcome", stat="median")
     with pytest.raises(adamjax.SpecError, match="two different sweep axes"):
         adamjax.plot.phase(ds, x="optimizer.b2", y="optimizer.b2")
-    with pytest.raises(adamjax.SpecError, match=r"has snapshot .* --var loss \(curves\)"):
+    with pytest.raises(adamjax.SpecError, match=r"has snapshot .* --var loss without --x/--y"):
         adamjax.plot.phase(ds, var="loss")
 
 

@@ -225,14 +225,17 @@ def test_unfinished_folder_is_refused_before_the_user_problem_is_built(tmp_path,
     (tmp_path / "mymod.py").write_text(USER_MODULE + "\nproblem = boom\n")
     with pytest.raises(adamjax.SpecError, match=r"unfinished run of this spec \(1 of 2 chunks"):
         adamjax.run(path, out=out, chunk=1, progress=False)
+    with pytest.raises(adamjax.SpecError, match=r"--force as well if your problem changed"):
+        adamjax.run(path, out=out, chunk=1, progress=False)
     # Resumed with the module as it was: the same dataset as the uninterrupted run.
     (tmp_path / "mymod.py").write_text(USER_MODULE)
     ds = adamjax.run(path, out=out, chunk=1, progress=False, resume=True)
     xr.testing.assert_identical(ds.drop_attrs(), full.drop_attrs())
-    # Finished: run again, nothing runs (known once the problem is built and hashed).
+    # Finished, and run again: computed again (unlike a built-in problem's results, a
+    # user problem may depend on code that no hash covers, e.g. another module).
     capsys.readouterr()
     adamjax.run(path, out=out, chunk=1, progress=False)
-    assert "already holds the finished results of this spec" in capsys.readouterr().err
+    assert "already holds" not in capsys.readouterr().err
     # The same spec after the module's data changed: said so, not "a different spec".
     (tmp_path / "mymod.py").write_text(USER_MODULE.replace("linspace(-1.0", "linspace(-2.0"))
     with pytest.raises(adamjax.SpecError, match="results of this spec with another problem"):
@@ -254,3 +257,32 @@ def test_a_loss_broken_at_the_start_is_one_warning(tmp_path):
         ds = adamjax.run(path, progress=False)
     assert len([x for x in w if "θ0 is not finite" in str(x.message)]) == 1
     assert (ds["outcome"] == adamjax.DIVERGING).all()
+
+
+def test_problem_hash_is_the_same_in_every_process(tmp_path):
+    """A loss holding a nested function (a lambda inside it) hashes alike in two
+    processes: its code object was hashed by its repr, which holds a memory address, so
+    that no run of such a problem could be resumed."""
+    import subprocess
+    import sys
+
+    (tmp_path / "lam.py").write_text(
+        "import jax.numpy as jnp, adamjax\n"
+        "def problem():\n"
+        "    def loss(p, ex):\n"
+        "        sq = lambda z: z * z\n"
+        "        return 0.5 * sq(p - ex['x'])\n"
+        "    return adamjax.finite_sum_problem(loss, {'x': jnp.arange(4.0)}, jnp.zeros(()))\n"
+    )
+    code = (
+        "import sys; sys.path.insert(0, '.'); import lam\n"
+        "from adamjax._launch.problems import problem_hash\n"
+        "print(problem_hash(lam.problem()))"
+    )
+    hashes = {
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    }
+    assert len(hashes) == 1 and len(hashes.pop()) == 16

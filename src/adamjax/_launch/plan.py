@@ -272,8 +272,11 @@ def make_plan(
                 'samples every step, so only "iid" applies'
             )
     if build.provenance.get("problem_hash"):
-        # The user's problem (its code and data) is part of what the results depend on.
-        digest = f"{loaded.hash}{build.provenance['problem_hash']}".encode()
+        # The user's problem (its code and data) is part of what the results depend on;
+        # so is its module's text (a helper the loss calls is not in the problem's hash).
+        prov = build.provenance
+        digest = f"{loaded.hash}{prov['problem_hash']}{prov.get('problem_source_sha256', '')}"
+        digest = digest.encode()
         loaded = dataclasses.replace(loaded, hash=hashlib.sha256(digest).hexdigest()[:16])
     dims = {int(prob.dim) for prob in built}
     if len(dims) > 1:

@@ -238,7 +238,7 @@ def phase(ds, x: str | None = None, y: str | None = None, var=None, stat=None):
     z = z.squeeze([d for d in z.dims if d not in (x, y, facet) and z.sizes[d] == 1])
     extra = [d for d in z.dims if d not in (x, y, facet)]
     if extra:
-        hint = "; over steps: adamjax plot --var loss (curves)" if "snapshot" in extra else ""
+        hint = "; curves over steps: --var loss without --x/--y" if "snapshot" in extra else ""
         raise SpecError(
             f"--var = {var!r}: has {', '.join(extra)} besides the sweep axes and seed; a "
             f"phase diagram needs one number per run (e.g. loss_final){hint}"

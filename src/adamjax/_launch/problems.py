@@ -19,6 +19,7 @@ import importlib
 import importlib.util
 import json
 import sys
+import types
 from pathlib import Path
 
 import jax
@@ -135,10 +136,20 @@ def problem_hash(problem: Problem) -> str:
             code = getattr(v, "__code__", None)
             h.update(f"{getattr(v, '__module__', '')}.{getattr(v, '__qualname__', '')}".encode())
             if code is not None:
-                h.update(code.co_code)
-                h.update(repr(code.co_consts).encode())
+                feed_code(code)
         else:
             h.update(repr(v).encode())
+
+    def feed_code(code):
+        # Nested code objects (a lambda or def inside the loss) by their contents: their
+        # repr holds a memory address, different in every process.
+        h.update(code.co_code)
+        h.update(repr(code.co_names).encode())
+        for c in code.co_consts:
+            if isinstance(c, types.CodeType):
+                feed_code(c)
+            else:
+                h.update(repr(c).encode())
 
     feed(problem)
     return h.hexdigest()[:16]

@@ -53,7 +53,8 @@ _SWEEP = """## [sweep], [zip]
 `[sweep]` maps dotted keys to lists of values; the runs cover their Cartesian
 product, in the order written, each grid point with `run.seeds` seeds. A key may
 be quoted (`"optimizer.b1" = [0.0, 0.9]`) or not (`optimizer.b1 = [0.0, 0.9]`, a
-nested table in TOML): the same axis. `[zip]`
+nested table in TOML, whose keys TOML keeps together, at its first key's place): the
+same axis. The order of the axes is part of the spec (and of its hash). `[zip]`
 maps dotted keys to lists of one common length that vary together along one axis
 (named by the first key). Seed s sees the same random numbers at every grid point
 (common random numbers), so differences between grid points come from the

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from .._engine.problems.base import Problem
 from .._theory import vector_field as _vf
+from . import distributed as dist
 from .dataset import adamjax_version, preload, to_dataset
 from .execute import execute
 from .plan import make_plan, point_problem
+from .problems import is_user_kind
 from .progress import Progress
 from .recorders import PASS_2
-from .spec import load_spec
+from .spec import grid_points, load_spec
 from .store import STORE, existing_text_hash, finished_here, refuse_unfinished
 from .sweep import run_to_store, say_finished
 
@@ -71,11 +73,19 @@ def run(
     if out is not None:  # before planning (with [flow]: minutes), and before its warnings
         root = Path(out) / loaded.spec["name"]
         old = existing_text_hash(root)
-        refuse_unfinished(root, loaded.text_hash, resume=resume, force=force, old=old)
-        # Finished already by this adamjax: nothing to plan or run. (Only a built-in
-        # problem matches here: a user problem's hash needs the problem built; the
-        # folder step after planning catches that case.)
-        if not (resume or force) and finished_here(root, loaded.hash, adamjax_version()):
+        kinds = {p["problem"]["kind"] for p in grid_points(loaded.spec)}
+        user = problem is not None or any(map(is_user_kind, kinds))
+        changed = " (--force as well if your problem changed since)" if user else ""
+        refuse_unfinished(
+            root, loaded.text_hash, resume=resume, force=force, old=old, changed=changed
+        )
+        # Finished already by this adamjax: nothing to plan or run. (Built-in problems
+        # only; several processes decide together, under the folder lock, in ``sweep``.)
+        if (
+            not (resume or force or user)
+            and dist.process_count() == 1
+            and finished_here(root, loaded.hash, adamjax_version())
+        ):
             say_finished(loaded.spec["name"], root / STORE)
             import xarray as xr
 

@@ -166,8 +166,8 @@ def validate(raw: dict, *, problem_object: bool = False) -> dict:
         spec[table] = out
 
     kind = spec["problem"]["kind"]
-    spec["sweep"] = _validate_axes(_dotted(raw.get("sweep") or {}), "sweep", kind)
-    spec["zip"] = _validate_axes(_dotted(raw.get("zip") or {}), "zip", kind)
+    spec["sweep"] = _validate_axes(_dotted(raw.get("sweep") or {}, "sweep"), "sweep", kind)
+    spec["zip"] = _validate_axes(_dotted(raw.get("zip") or {}, "zip"), "zip", kind)
     if spec["zip"]:
         lens = {len(v) for v in spec["zip"].values()}
         if len(lens) > 1:
@@ -201,7 +201,7 @@ def issue_notes(notes) -> None:
         warnings.warn(text, AssumptionWarning, stacklevel=3)
 
 
-def _dotted(axes: dict, prefix: str = "") -> dict:
+def _dotted(axes: dict, what: str, prefix: str = "") -> dict:
     """``[sweep]``/``[zip]`` with nested tables as dotted keys: in TOML an unquoted
     ``optimizer.b1 = [...]`` is the table ``{"optimizer": {"b1": [...]}}``, the same
     axis as the quoted ``"optimizer.b1"`` (and the same spec hash)."""
@@ -209,10 +209,12 @@ def _dotted(axes: dict, prefix: str = "") -> dict:
         return axes
     out = {}
     for key, vals in axes.items():
-        if isinstance(vals, dict):
-            out.update(_dotted(vals, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = vals
+        name = f"{prefix}{key}"
+        flat = _dotted(vals, what, name + ".") if isinstance(vals, dict) else {name: vals}
+        for k, v in flat.items():
+            if k in out:
+                raise SpecError(f"{what}.{k}: given twice (quoted and unquoted)")
+            out[k] = v
     return out
 
 
@@ -334,7 +336,12 @@ def spec_toml(raw: dict) -> str:
 
 
 def spec_hash(spec: dict) -> str:
-    """SHA-256 of the normalised spec (what the results depend on)."""
+    """SHA-256 of the normalised spec (what the results depend on), axis order included."""
+    # ``sort_keys`` loses the order of the [sweep] and [zip] keys, which orders the runs:
+    # a spec whose axes are not in sorted order adds it (sorted ones keep their hash).
+    order = {t: list(spec.get(t) or {}) for t in ("sweep", "zip")}
+    if any(keys != sorted(keys) for keys in order.values()):
+        spec = {**spec, "axis_order": order}
     blob = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

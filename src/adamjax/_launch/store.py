@@ -310,12 +310,15 @@ def existing_text_hash(root: Path) -> str | None:
     return existing_hash(root)
 
 
-def refuse_unfinished(root: Path, new: str, *, resume: bool, force: bool, old=None) -> None:
+def refuse_unfinished(
+    root: Path, new: str, *, resume: bool, force: bool, old=None, changed: str = ""
+) -> None:
     """Refuse to start over in a folder holding an unfinished run of the spec of hash
     ``new`` (without ``resume`` or ``force``): its finished chunks would be thrown away.
     ``adamjax.run`` also calls this before planning, with the spec's ``text_hash`` and
     ``old = existing_text_hash(root)``, so that the refusal comes first (before a user
-    problem is built and before ``[flow]``'s pass 1)."""
+    problem is built and before ``[flow]``'s pass 1); ``changed`` ends the message (there:
+    what to do if the user's problem changed since)."""
     old = existing_hash(root) if old is None else old
     if old != new or resume or force or not (root / LAYOUT).is_file():
         return
@@ -326,7 +329,7 @@ def refuse_unfinished(root: Path, new: str, *, resume: bool, force: bool, old=No
         raise SpecError(
             f"out = {json.dumps(str(root))}: holds an unfinished run of this spec "
             f"({n_done} of {n_units} chunks finished); pass --resume to finish it or "
-            "--force to start over"
+            f"--force to start over{changed}"
         )
 
 
@@ -373,12 +376,16 @@ def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> 
 
 
 def finished_here(root: Path, new: str, version: str) -> bool:
-    """Whether ``root`` holds the finished results of the spec of hash ``new``, written by
-    adamjax ``version``: running it again would compute the same numbers."""
+    """Whether ``root`` holds the finished, intact results of the spec of hash ``new``,
+    written by adamjax ``version`` (the same engine: its jax version and backend are not
+    compared). Only for built-in problems: a user's problem may depend on code that its
+    hash does not cover."""
     if existing_hash(root) != new or not (root / LAYOUT).is_file():
         return False
+    refuse_links(root)
     n_units = Layout.from_json((root / LAYOUT).read_text()).n_units
-    if len(done_units(root) & set(range(n_units))) < n_units or not _marked_complete(root):
+    done = done_units(root) & set(range(n_units))
+    if len(done) < n_units or not _marked_complete(root) or damaged_units(root, done):
         return False
     import zarr
 

@@ -157,11 +157,11 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
     if pidx == 0:
         try:
             held.enter_context(store_.folder_lock(root))
-            # Finished already (same spec, same adamjax): a resume with nothing to run,
-            # which still checks every chunk; --force runs it again.
-            done_before = not (resume or force) and store_.finished_here(
-                root, plan.loaded.hash, adamjax_version()
-            )
+            # Finished already (same spec, same adamjax, a built-in problem): a resume
+            # with nothing to run; --force runs it again.
+            done_before = not (
+                resume or force or plan.provenance.get("problem_hash")
+            ) and store_.finished_here(root, plan.loaded.hash, adamjax_version())
             layout = store_.prepare_folder(root, layout, resume=resume or done_before, force=force)
         except (SpecError, OSError) as e:
             dist.publish(key + "/layout", "error:" + str(e))

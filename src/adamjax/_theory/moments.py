@@ -31,7 +31,6 @@ import abc
 from typing import Any
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 
 from .._engine.problems.base import AbstractFiniteSumProblem, Problem
@@ -97,7 +96,9 @@ class MiniBatchMoments(AbstractMoments):
         return self.A @ G, v
 
     def temp_elems(self, dim: int) -> int:
-        return int(self.idx.shape[0] * self.idx.shape[1]) * dim
+        # The gathered rows (K, thin, b, d) and their means (K, thin, d).
+        K, thin, b = self.idx.shape
+        return K * thin * (b + 1) * dim
 
 
 def thin_default(b1) -> int:
@@ -138,7 +139,9 @@ def _quad(problem, xs, b1, b2, scan: str, thin: int) -> QuadraticMoments:
 @eqx.filter_jit
 def _finite_sum(xs, N: int, b1, b2, scan: str, thin: int) -> AbstractMoments:
     M, b = xs.shape
-    c = jnp.sum(jax.nn.one_hot(xs, N, dtype=b1.dtype), axis=1) / b  # (M, N) batch counts / b
+    # (M, N) batch counts / b, by a scatter-add (a one-hot would be an (M, b, N) array).
+    rows = jnp.broadcast_to(jnp.arange(M)[:, None], xs.shape)
+    c = jnp.zeros((M, N), b1.dtype).at[rows, xs].add(1) / b
     A = circular_ema(c, b1, scan)[thin - 1 :: thin]
     if b == 1:
         return FiniteSumMoments(A, circular_ema(c, b2, scan)[thin - 1 :: thin])

@@ -283,7 +283,10 @@ class VectorField(AbstractField):
         theta = jnp.asarray(theta, self.dtype)
         lead = theta.shape[:-1]
         flat = theta.reshape(-1, theta.shape[-1])
-        per = max(1, self.samples // self.thin * self.dim)
+        per = self.samples // self.thin * self.dim
+        if self.moments is not None:
+            per += self.moments.temp_elems(self.dim)
+        per = max(1, per)
         bs = max(1, min(flat.shape[0], _CHUNK_ELEMS // per))
         small = flat.shape[0] <= bs
         out = jax.vmap(fn)(flat) if small else jax.lax.map(fn, flat, batch_size=bs)
