@@ -166,7 +166,9 @@ log-spaced snapshot, also as `snapshot_step`); `dim` (the entries of θ);
 `window` with `[flow]` (its coordinate: the window start n_j, also as
 `window_start`). Select by step with `ds.sel(snapshot=1000)`.
 
-**Attributes.** `spec` (the TOML text), `spec_hash`, `adamjax_version`,
+**Attributes.** `spec` (the TOML text), `spec_hash` (of the normalised spec, the
+order of its sweep axes included; for a user's problem also of the problem's digest
+and its module's text: a folder holding another spec is refused), `adamjax_version`,
 `jax_version`, `backend`, `device_count`, `device_counts` (one entry per launch
 that wrote runs: a resume on another device count appends its own; the data do not
 depend on it), `created`, `complete` (1; in a store 0 until the last unit is
@@ -174,7 +176,8 @@ written — `adamjax.summary` and the plots refuse an incomplete store, whose mi
 hold placeholders; absent in older stores) (and, for a user's problem
 module, `problem_kind`, `problem_hash` (a digest of the problem's class, arrays and
 functions: a store of another problem is not resumed), `problem_module`,
-`problem_source_sha256`); with `[flow]`, `flow_failed` (the flows
+`problem_source_sha256`; for a problem object given to `adamjax.run(…, problem=…)`,
+`problem_class` and `problem_hash`); with `[flow]`, `flow_failed` (the flows
 that failed from a window start the run reached: their `apt_error` is NaN),
 `flow_samples` (the chain length M of each vector field built: one per distinct
 (β1, β2, ε, ε_root) of the runs, in the order of the plan's program groups; with a target
