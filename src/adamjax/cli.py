@@ -26,6 +26,7 @@ line each and the run goes on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import importlib.util
@@ -81,6 +82,8 @@ def _showwarning(message, category, filename, lineno, file=None, line=None):
 # --- parser -------------------------------------------------------------------
 
 _DELEGATED = ("figures", "demo", "bench")
+# The results folder of the current ``adamjax run`` (what an interruption can keep).
+_RUN_FOLDER: list[Path] = []
 _FIGUREKIT = "figurekit.py"  # the figure scripts' entry point in experiments/
 
 
@@ -244,6 +247,14 @@ def parse_size(text: str) -> float:
 # --- commands -----------------------------------------------------------------
 
 
+def _stopped(word: str) -> str:
+    """What a stopped command kept: a run's folder holds its layout once a chunk is stored
+    (before that, e.g. in [flow]'s pass 1, there is nothing to resume)."""
+    if _RUN_FOLDER and not (_RUN_FOLDER[0] / "layout.json").is_file():
+        return f"{word} before any chunk was stored: nothing to resume (run the spec again)"
+    return f"{word} (resume with --resume)"
+
+
 def cmd_run(a) -> int:
     import adamjax
 
@@ -257,9 +268,13 @@ def cmd_run(a) -> int:
         required=a.distributed,
     )
     out = Path(a.out)
+    spec = _resolve_spec(a.spec)
+    with contextlib.suppress(Exception):  # a bad spec is reported by adamjax.run below
+        loaded = adamjax.load_spec(spec, scale=a.scale, overrides=a.overrides, warn=False)
+        _RUN_FOLDER[:] = [out / loaded.spec["name"]]
     t0 = time.perf_counter()
     ds = adamjax.run(
-        _resolve_spec(a.spec),
+        spec,
         out=out,
         progress=a.progress,
         chunk=a.chunk,
@@ -289,7 +304,7 @@ def cmd_run(a) -> int:
         store = out / _name_of(ds) / "results.zarr"
         procs = f", {jax.process_count()} processes" if distributed else ""
         print(
-            f"adamjax: wrote {store}: {shape} × seed={ds.sizes['seed']} ({runs} runs: "
+            f"adamjax: results in {store}: {shape} × seed={ds.sizes['seed']} ({runs} runs: "
             f"{counts}; {div} blew up) on {ds.attrs.get('device_count')} {ds.attrs.get('backend')} "
             f"device(s){procs} in {wall:.1f} s"
         )
@@ -524,6 +539,7 @@ def cmd_demo(argv) -> int:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _RUN_FOLDER.clear()
     saved, warnings.showwarning = warnings.showwarning, _showwarning
     # SIGTERM ends a run like Ctrl-C: finished chunks are kept, one line says how to
     # resume (signal handlers can only be set from the main thread).
@@ -564,10 +580,10 @@ def main(argv=None) -> int:
             _err(e)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        _err("interrupted (resume with --resume)")
+        _err(_stopped("interrupted"))
         return EXIT_INTERRUPTED
     except _Terminated:
-        _err("terminated (resume with --resume)")
+        _err(_stopped("terminated"))
         return EXIT_TERMINATED
     except BrokenPipeError:
         return 0

@@ -99,7 +99,7 @@ def test_two_processes_identical_to_one(tmp_path, reference):
             )
         )
     outs = [_check(p)[0] for p in procs]
-    assert "wrote" in outs[0] and outs[1] == ""  # process 0 reports
+    assert "results in" in outs[0] and outs[1] == ""  # process 0 reports
     root = tmp_path / "out" / "md"
     ds = xr.open_zarr(root / "results.zarr")
     assert ds.attrs["device_count"] == 4

@@ -52,6 +52,10 @@ BAD = {
     "absurd seeds": (base_spec(**{"run.seeds": 10**12}), "run.seeds = 1000000000000: must be ≤"),
     "absurd steps": (base_spec(**{"run.steps": 10**15}), "run.steps = 1000000000000000: must"),
     "absurd block": (base_spec(**{"run.block": 10**9}), "run.block = 1000000000: must be ≤"),
+    "absurd flow.samples": (
+        {**base_spec(), "flow": {"samples": 2**32}},
+        "flow.samples = 4294967296: must be ≤ 16777216",
+    ),
     "runs beyond the counter": (
         {**base_spec(**{"run.seeds": 2**31 - 1}), "sweep": {"optimizer.b2": [0.9, 0.99, 0.999]}},
         "runs: at most 2**32 − 1",
@@ -135,7 +139,7 @@ def test_run_writes_store_and_warns_one_line(tmp_path, monkeypatch, capsys):
         "optimizer.b2 = 0.5): β1² ≥ β2 is outside"
     ), warn[0]
     assert "Traceback" not in r.stderr
-    assert "wrote res/cli-ok/results.zarr" in r.stdout
+    assert "results in res/cli-ok/results.zarr" in r.stdout
     import xarray as xr
 
     ds = xr.open_zarr(tmp_path / "res" / "cli-ok" / "results.zarr")
@@ -287,3 +291,27 @@ def test_console_a_failing_distributed_shutdown_is_one_warning(monkeypatch, caps
     assert [c for c in calls if c[0] == "exit"] == [("exit", 0)]
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["adamjax: warning: jax.distributed.shutdown: barrier timed out"]
+
+
+def test_interrupted_before_any_chunk_says_nothing_to_resume(tmp_path, monkeypatch, capsys):
+    """Ctrl-C before the first chunk is stored (e.g. in [flow]'s pass 1): the line says
+    there is nothing to resume, instead of advising --resume."""
+    import adamjax
+    from adamjax.cli import EXIT_INTERRUPTED, main
+
+    write_spec(tmp_path / "s.toml", base_spec(name="early"))
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adamjax, "run", stop)
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o")]) == EXIT_INTERRUPTED
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "adamjax: error: interrupted before any chunk was stored: nothing to resume (run the "
+        "spec again)"
+    ], err
+    (tmp_path / "o" / "early").mkdir(parents=True)
+    (tmp_path / "o" / "early" / "layout.json").write_text("{}")  # a chunk was stored
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o")]) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip() == "adamjax: error: interrupted (resume with --resume)"

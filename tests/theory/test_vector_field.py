@@ -8,6 +8,7 @@ import pytest
 import adamjax
 from adamjax import lyapunov, vector_field, vf_zero
 from adamjax._theory.ema import circular_ema as _circular_ema
+from adamjax._theory.vector_field import min_samples
 from helpers import base_spec
 
 F64 = jnp.float64
@@ -336,3 +337,30 @@ def test_bad_arguments_are_named():
     for call in (vf, vf.value, lambda t: adamjax.flow(vf, t, np.linspace(0.0, 1.0, 3))):
         with pytest.raises(ValueError, match=r"θ of shape \(1, 3\): the problem has dim 2"):
             call(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"θ of shape \(3,\): the problem has dim 2"):
+        vf_zero(vf, np.ones(3))
+    # Sample counts, target SE and batch means out of range: named, not a JAX overflow,
+    # a silent default (samples = 0), a division by zero or an SE of exactly 0.
+    q = _quad("gaussian")
+    for kw, msg in (
+        (dict(samples=0), r"^samples = 0: must be from 1 to max_samples = 16777216"),
+        (dict(samples=2**40), r"^samples = 1099511627776: must be from 1 to max_samples"),
+        (dict(samples=1000, b2=0.99), r"^samples = 1000: each of the 32 batches"),
+        (dict(target_se=0.0), r"^target_se = 0.0: must be > 0$"),
+        (dict(batches=1), r"^batches = 1: must be from 8 to 4096"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            vector_field(q, **kw)
+    # The default chain is long enough for β2 = 0.999 (2**18 samples were refused).
+    assert vector_field(q, dtype=F64).samples >= min_samples(0.9, 0.999, 32)
+
+
+def test_zero_is_not_claimed_at_a_jump():
+    """Zhang's field at β = (0, 0.9) jumps in sign at θ = −2 with |f̂| ≈ 0.19 on both
+    sides: Newton's steps shrink there, but that is no zero (it reported success, SE
+    2.6e-7, residual −0.19)."""
+    # float32, as a user gets it by default (in float64 Newton's steps stay large there).
+    vz = vector_field(_zhang(), b1=0.0, b2=0.9, samples=2**16, dtype=jnp.float32)
+    with pytest.warns(RuntimeWarning, match=r"f̂ changes sign near θ = \[-2\.\] without a zero"):
+        z = vf_zero(vz, x0=np.array([-2.00007]))
+    assert not z.success and abs(z.residual[0]) > 0.1

@@ -18,6 +18,7 @@ from .._engine.schedules import SCHEDULES, SchedHParams
 from .._engine.simulate import SimConfig
 from .._theory.apt import FieldOptions, WindowOptions
 from .._theory.flow import ADAPTIVE_SOLVERS
+from .._theory.vector_field import MAX_BATCHES, MAX_SAMPLES, MIN_BATCHES
 
 
 class ProblemKind:
@@ -93,11 +94,15 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "windows": Param(INT, _WIN.windows, in_range(1), "window starts, geometric in n"),
         "first": Param(INT, _WIN.first, in_range(1), "first window start"),
         "grid": Param(INT, _FIELD.grid, in_range(4, 4096), "flow grid points in [0, T]"),
-        "samples": Param(INT, _FIELD.samples, in_range(1024), "vector-field chain length"),
+        "samples": Param(
+            INT, _FIELD.samples, in_range(1024, MAX_SAMPLES), "vector-field chain length"
+        ),
         "target_se": Param(
             FLOAT, _FIELD.target_se, _POSITIVE, "or: its target SE (unused with samples)"
         ),
-        "batches": Param(INT, _FIELD.batches, in_range(8, 4096), "batch means for the SE"),
+        "batches": Param(
+            INT, _FIELD.batches, in_range(MIN_BATCHES, MAX_BATCHES), "batch means for the SE"
+        ),
         "nodes": Param(INT, _FIELD.nodes, in_range(8, 65536), "table nodes (separable)"),
         "solver": Param(STR, _FIELD.solver, one_of(ADAPTIVE_SOLVERS), "diffrax solver"),
         "rtol": Param(FLOAT, _FIELD.rtol, _POSITIVE, "solver rtol"),

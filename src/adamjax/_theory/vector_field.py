@@ -89,6 +89,8 @@ _OPT = OptHParams()  # the optimiser defaults (the spec's [optimizer] defaults)
 # The optimisers whose vector field is defined (Adam; RMSProp is α = 0; signSGD α = β = ε = 0).
 # The longest chain a target SE may ask for (memory: 6 · M/thin · dim numbers).
 MAX_SAMPLES = 2**24
+# Batch means for the SE: fewer than 8 leave it too uncertain (one gives SE 0).
+MIN_BATCHES, MAX_BATCHES = 8, 4096
 
 
 FIELD_OPTIMIZERS = ("adam", "rmsprop", "signsgd")
@@ -391,10 +393,12 @@ def vector_field(
     * ``method``: ``"exact"`` (noiseless problems: f = ∇L/(ε+|∇L|), se = 0),
       ``"chain"`` (the CRN circular-chain estimator of the module docstring), or
       ``"auto"`` (exact when the problem has no noise).
-    * Accuracy: ``samples`` M (rounded up to a multiple of max(64, thin)·``batches``;
-      default 2**18), or ``target_se``: a pilot with 2**16 samples at the points ``at``
+    * Accuracy: ``samples`` M from 1 to ``max_samples`` (rounded up to a multiple of
+      max(64, thin)·``batches``; default 2**18, or :func:`min_samples` where that is
+      more), or ``target_se`` > 0: a pilot with 2**16 samples at the points ``at``
       (default θ = 0) sets M = 1.1·2**16·(SE/target)² (≤ ``max_samples``, and at least
-      :func:`min_samples`: every batch ≥ 10/(1 − β) steps).
+      :func:`min_samples`: every batch ≥ 10/(1 − β) steps). ``batches`` (8 to 4096) batch
+      means give the SE.
     * ``optimizer``: ``adam`` (default), ``rmsprop`` (α = 0), ``signsgd`` (α = β = ε = 0).
     * ``fast``: for the quadratic and finite sums, precompute the θ-free weights of the
       chains once (module ``moments``): an evaluation costs O(M/thin) flops without
@@ -436,6 +440,18 @@ def vector_field(
         raise ValueError(f"batch_size = {batch_size}: must be ≥ 1")
     if thin is not None and (int(thin) < 1 or 1024 % int(thin)):
         raise ValueError(f"thin = {thin!r}: must be a power of two from 1 to 1024")
+    if samples is not None and not 1 <= int(samples) <= max_samples:
+        raise ValueError(
+            f"samples = {samples}: must be from 1 to max_samples = {max_samples} "
+            f"(≈ 2**{math.log2(max_samples):.0f}; raise max_samples for a longer chain)"
+        )
+    if target_se is not None and not float(target_se) > 0:
+        raise ValueError(f"target_se = {target_se}: must be > 0")
+    if not MIN_BATCHES <= int(batches) <= MAX_BATCHES:
+        raise ValueError(
+            f"batches = {batches}: must be from {MIN_BATCHES} to {MAX_BATCHES} (the batch "
+            "means of the SE)"
+        )
     dtype = default_dtype() if dtype is None else dtype
     problem = cast_problem(problem, dtype)
     if method == "auto":
@@ -500,10 +516,12 @@ def vector_field(
                 RuntimeWarning,
                 stacklevel=2,
             )
-    samples = _round(samples or 2**18, batches, th)
+    given = samples
+    # By default 2**18, or the floor where β is so near 1 that 2**18 would be too short.
+    samples = _round(max(2**18, floor) if samples is None else samples, batches, th)
     if check_samples and samples < floor:
         raise ValueError(
-            f"samples = {samples}: each of the {batches} batches must be at least "
+            f"samples = {given or samples}: each of the {batches} batches must be at least "
             f"10/(1−β) ≈ {floor // batches} steps long; use samples ≥ {floor} "
             "(or fewer batches)"
         )

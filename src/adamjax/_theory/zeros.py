@@ -9,6 +9,7 @@ Lyapunov function of the flow (Thm 2.1).
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, NamedTuple
 
@@ -75,8 +76,10 @@ def vf_zero(
         distance to the problem's known minimiser (NaN if none).
     """
     pytree = x0 is not None and not is_flat(x0)
-    if pytree:
-        x0, restore = field.to_flat(x0)
+    if x0 is not None:
+        x0, restore = field.to_flat(x0)  # checks θ's dimension (one line if wrong)
+        if x0.size != field.dim:
+            raise ValueError(f"x0 of shape {x0.shape}: one start point of dim {field.dim}")
     ulp = float(jnp.finfo(field.dtype).eps)
     rtol = max(1e-10, 64 * ulp) if rtol is None else rtol
     atol = max(1e-12, 0.064 * ulp) if atol is None else atol
@@ -99,15 +102,20 @@ def vf_zero(
         if y_next is None:  # no step length decreases |f̂|: stuck (or not finite)
             break
         y = y_next
-    if not ok:
-        warnings.warn(
-            f"vf_zero: Newton's method did not converge from x0 = {_short(start)} "
-            f"(stopped at θ = {_short(y)}); start nearer a zero, e.g. at Adam's final "
-            "iterate",
-            RuntimeWarning,
-            stacklevel=2,
-        )
     f, J, C = _newton_parts(field, y)
+    # Steps can also shrink at a jump of a sign-like f̂ (Zhang's example): a zero needs
+    # f̂ ≈ 0 there, within 3 SE (and rounding), not just Newton's steps becoming small.
+    jump = ok and not bool(jnp.all(jnp.abs(f) <= 3 * jnp.sqrt(jnp.diag(C)) + math.sqrt(ulp)))
+    ok = ok and not jump
+    if not ok:
+        reason = (
+            f"f̂ changes sign near θ = {_short(y)} without a zero there (|f̂| = "
+            f"{_short(jnp.abs(f))}, far above its SE): a jump, not a zero"
+            if jump
+            else f"Newton's method did not converge from x0 = {_short(start)} (stopped at "
+            f"θ = {_short(y)}); start nearer a zero, e.g. at Adam's final iterate"
+        )
+        warnings.warn(f"vf_zero: {reason}", RuntimeWarning, stacklevel=2)
     Ji = jnp.linalg.inv(J)
     se = jnp.sqrt(jnp.clip(jnp.diag(Ji @ C @ Ji.T), 0))
     mini = field.problem.minimizer
