@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "adamjax"
 LAYERS = ("_engine", "_theory", "_launch")
-APPS = {"adamjax.cli", "adamjax.demo", "adamjax.__main__"}
+APPS = {"adamjax.cli", "adamjax.demo", "adamjax.info", "adamjax.__main__"}
 
 
 def _modules() -> dict[str, Path]:

@@ -500,5 +500,9 @@ def test_sigterm_during_a_long_flow_batch_exits_at_once(tmp_path):
     assert p.returncode == 143, text
     # (tqdm's carriage returns: a bar may still draw after the message)
     errors = [ln for ln in re.split(r"[\r\n]", text) if ln.startswith("adamjax: error")]
-    assert errors == ["adamjax: error: terminated (resume with --resume)"], text
+    # Stopped inside [flow]'s flows, before any chunk was stored: nothing to resume.
+    assert errors == [
+        "adamjax: error: terminated before any chunk was stored: nothing to resume "
+        "(run the spec again)"
+    ], text
     assert "Traceback" not in text and waited < 10, (waited, text)

@@ -347,7 +347,7 @@ def test_bad_arguments_are_named():
         (dict(samples=2**40), r"^samples = 1099511627776: must be from 1 to max_samples"),
         (dict(samples=1000, b2=0.99), r"^samples = 1000: each of the 32 batches"),
         (dict(target_se=0.0), r"^target_se = 0.0: must be > 0$"),
-        (dict(batches=1), r"^batches = 1: must be from 8 to 4096"),
+        (dict(batches=1), r"^batches = 1: must be from 2 to 4096"),
     ):
         with pytest.raises(ValueError, match=msg):
             vector_field(q, **kw)

@@ -18,7 +18,7 @@ from .._engine.schedules import SCHEDULES, SchedHParams
 from .._engine.simulate import SimConfig
 from .._theory.apt import FieldOptions, WindowOptions
 from .._theory.flow import ADAPTIVE_SOLVERS
-from .._theory.vector_field import MAX_BATCHES, MAX_SAMPLES, MIN_BATCHES
+from .._theory.vector_field import MAX_BATCHES, MAX_SAMPLES
 
 
 class ProblemKind:
@@ -100,9 +100,7 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "target_se": Param(
             FLOAT, _FIELD.target_se, _POSITIVE, "or: its target SE (unused with samples)"
         ),
-        "batches": Param(
-            INT, _FIELD.batches, in_range(MIN_BATCHES, MAX_BATCHES), "batch means for the SE"
-        ),
+        "batches": Param(INT, _FIELD.batches, in_range(8, MAX_BATCHES), "batch means for the SE"),
         "nodes": Param(INT, _FIELD.nodes, in_range(8, 65536), "table nodes (separable)"),
         "solver": Param(STR, _FIELD.solver, one_of(ADAPTIVE_SOLVERS), "diffrax solver"),
         "rtol": Param(FLOAT, _FIELD.rtol, _POSITIVE, "solver rtol"),

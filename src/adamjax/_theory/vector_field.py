@@ -89,8 +89,8 @@ _OPT = OptHParams()  # the optimiser defaults (the spec's [optimizer] defaults)
 # The optimisers whose vector field is defined (Adam; RMSProp is α = 0; signSGD α = β = ε = 0).
 # The longest chain a target SE may ask for (memory: 6 · M/thin · dim numbers).
 MAX_SAMPLES = 2**24
-# Batch means for the SE: fewer than 8 leave it too uncertain (one gives SE 0).
-MIN_BATCHES, MAX_BATCHES = 8, 4096
+# Batch means for the SE: one gives SE 0 (a spec's [flow] asks for at least 8).
+MIN_BATCHES, MAX_BATCHES = 2, 4096
 
 
 FIELD_OPTIMIZERS = ("adam", "rmsprop", "signsgd")
@@ -397,7 +397,7 @@ def vector_field(
       max(64, thin)·``batches``; default 2**18, or :func:`min_samples` where that is
       more), or ``target_se`` > 0: a pilot with 2**16 samples at the points ``at``
       (default θ = 0) sets M = 1.1·2**16·(SE/target)² (≤ ``max_samples``, and at least
-      :func:`min_samples`: every batch ≥ 10/(1 − β) steps). ``batches`` (8 to 4096) batch
+      :func:`min_samples`: every batch ≥ 10/(1 − β) steps). ``batches`` (2 to 4096) batch
       means give the SE.
     * ``optimizer``: ``adam`` (default), ``rmsprop`` (α = 0), ``signsgd`` (α = β = ε = 0).
     * ``fast``: for the quadratic and finite sums, precompute the θ-free weights of the
