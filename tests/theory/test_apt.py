@@ -195,6 +195,13 @@ def test_flow_samples_refused_before_any_simulation(monkeypatch):
     unused = r"flow.target_se = 0.0001 is not used: flow.samples"
     with pytest.warns(UserWarning, match=unused), pytest.raises(AssertionError, match="before"):
         adamjax.make_plan(both)  # the checks pass: pass 1 is next
+    # Thm 1.5 needs γ_n → 0: a constant step size is an assumption warning, not silence.
+    const = base_spec(**{"run.steps": 5000, "schedule.kind": "constant", "flow.windows": 4})
+    with (
+        pytest.warns(adamjax.AssumptionWarning, match=r"only for step sizes γ_n → 0"),
+        pytest.raises(AssertionError, match="before"),
+    ):
+        adamjax.make_plan(const)
 
 
 def test_grid_slopes_exact_for_quartics():

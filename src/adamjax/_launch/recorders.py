@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .._engine.errors import SpecError
+from .._engine.errors import AssumptionWarning, SpecError
 from .._engine.simulate import Observer, RunResult
 from .._theory.apt import FieldOptions, apt_errors_from, apt_prepare, window_starts
 from .._theory.decay import fit_decay
@@ -102,6 +102,14 @@ class APTRecorder(Recorder):
         kinds = {g.cfg.schedule for g in groups}
         if len(kinds) > 1:
             raise SpecError("flow: all grid points must share one schedule kind")
+        if kinds == {"constant"}:
+            warnings.warn(
+                'flow: schedule.kind = "constant": the APT error tends to 0 only for step '
+                "sizes γ_n → 0 (Dereich, Jentzen & Kassing 2025, Thm 1.5); with a constant "
+                "step it stays of the order of the step",
+                AssumptionWarning,
+                stacklevel=4,
+            )
         scheds = set()
         for g in groups:
             R = len(g.index)
