@@ -78,3 +78,25 @@ def test_zip_over_vector_theta0_labels_the_axis(tmp_path):
     np.testing.assert_array_equal(ds.theta.values[:, 0, 0], [[1.0, 0.0], [0.0, 1.0]])
     stored = adamjax.run(spec, out=tmp_path)
     np.testing.assert_array_equal(stored.theta_final.values, ds.theta_final.values)
+
+
+def test_a_mini_batch_longer_than_an_epoch_is_one_warning():
+    """Under a reshuffled (or cyclic) order a mini-batch of more than N examples spans
+    epochs and repeats examples: said once, the plan goes on (it was silent)."""
+    import warnings
+
+    spec = {
+        "name": "wrap",
+        "problem": {"kind": "zhang", "n": 10},
+        "sampling": {"scheme": "reshuffle"},
+        "run": {"steps": 100, "seeds": 2},
+        "sweep": {"sampling.batch_size": [4, 20, 30]},
+    }
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        adamjax.make_plan(spec)
+    said = [str(x.message) for x in w if "spans epochs" in str(x.message)]
+    assert said == [
+        "sampling.batch_size = 20: more than the problem's 10 examples; under reshuffle "
+        "order a mini-batch then spans epochs and repeats examples"
+    ], said
