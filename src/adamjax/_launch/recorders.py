@@ -81,7 +81,9 @@ class APTRecorder(Recorder):
         "apt_decay_exponent": (
             "decay exponent p of the median APT error",
             "1",
-            "least-squares slope of log median_seeds E_j against log n_j (fit_decay)",
+            "least-squares slope of log median_seeds E_j against log n_j over every window "
+            "(the rate is asymptotic: early windows bias it in a short run; "
+            "adamjax.fit_decay(window_start, apt_error, first=J // 2) fits the later half)",
         ),
         "apt_decay_exponent_se": (
             "standard error of the decay exponent",
