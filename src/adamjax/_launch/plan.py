@@ -265,7 +265,7 @@ def make_plan(
     _check_run_count(len(points) * seeds, max(builtin_dims, default=0))
     build = Problems(spec_folder(loaded), problem)
     built = [build(p["problem"], run_dtype(p["run"]["dtype"])) for p in points]
-    wraps = []  # mini-batches longer than an epoch of a reshuffled or cyclic order
+    wrap = None  # the first mini-batch longer than an epoch of a reshuffled/cyclic order
     for p, prob in zip(points, built, strict=True):
         check_theta0(p["run"]["theta0"], int(prob.dim))
         scheme, b = p["sampling"]["scheme"], p["sampling"]["batch_size"]
@@ -274,8 +274,8 @@ def make_plan(
                 f"sampling.scheme = {fmt(scheme)}: the problem draws fresh "
                 'samples every step, so only "iid" applies'
             )
-        if scheme != "iid" and b > prob.n_data and not wraps:
-            wraps.append(
+        if scheme != "iid" and b > prob.n_data and wrap is None:
+            wrap = (
                 f"sampling.batch_size = {b}: more than the problem's {prob.n_data} examples; "
                 f"under {scheme} order a mini-batch then spans epochs and repeats examples"
             )
@@ -365,8 +365,8 @@ def make_plan(
     # The plan stands (problems built, sizes checked): now the spec's warnings, before
     # the recorders' preparation (with [flow]: minutes of pass 1 and flows).
     issue_notes(loaded.deferred)
-    for text in wraps:
-        warnings.warn(text, UserWarning, stacklevel=2)
+    if wrap is not None:
+        warnings.warn(wrap, UserWarning, stacklevel=2)
     for rec in recorders:
         for g, (obs, args) in zip(plan.groups, rec.prepare(plan, progress), strict=True):
             if obs is None:

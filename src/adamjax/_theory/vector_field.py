@@ -285,10 +285,7 @@ class VectorField(AbstractField):
         theta = jnp.asarray(theta, self.dtype)
         lead = theta.shape[:-1]
         flat = theta.reshape(-1, theta.shape[-1])
-        per = self.samples // self.thin * self.dim
-        if self.moments is not None:
-            per += self.moments.temp_elems(self.dim)
-        per = max(1, per)
+        per = max(1, self._eval_elems(1))
         bs = max(1, min(flat.shape[0], _CHUNK_ELEMS // per))
         small = flat.shape[0] <= bs
         out = jax.vmap(fn)(flat) if small else jax.lax.map(fn, flat, batch_size=bs)
@@ -311,10 +308,13 @@ class VectorField(AbstractField):
 
     def eval_bytes(self) -> int:
         # The (samples/thin, dim) arrays of m, v, r and their temporaries.
-        elems = 6 * (self.samples // self.thin) * self.dim
-        if self.moments is not None:
-            elems += self.moments.temp_elems(self.dim)
-        return elems * jnp.dtype(self.dtype).itemsize
+        return self._eval_elems(6) * jnp.dtype(self.dtype).itemsize
+
+    def _eval_elems(self, copies: int) -> int:
+        """Numbers one evaluation holds: ``copies`` (samples/thin, dim) arrays and the
+        fast path's own temporaries."""
+        extra = 0 if self.moments is None else self.moments.temp_elems(self.dim)
+        return copies * (self.samples // self.thin) * self.dim + extra
 
     def cov(self, theta):
         """Covariance (…, dim, dim) of f̂(θ) from batch means (θ flat or a PyTree)."""
