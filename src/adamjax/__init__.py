@@ -103,6 +103,7 @@ from ._theory.decay import fit_decay as fit_decay
 from ._theory.field import AbstractField as AbstractField
 from ._theory.flow import FlowResult as FlowResult
 from ._theory.flow import flow as flow
+from ._theory.tabulated import GridField as GridField
 from ._theory.tabulated import TabulatedField as TabulatedField
 from ._theory.vector_field import VectorField as VectorField
 from ._theory.zeros import Lyapunov as Lyapunov

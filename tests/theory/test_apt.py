@@ -268,3 +268,63 @@ def test_apt_decay_acceptance_scale():
     ds = adamjax.run(spec)
     med = np.nanmedian(ds["apt_error"].values, 0)
     assert med[0] / med[-1] >= 5, med
+
+
+def _linreg2_flow_spec(**over):
+    spec = base_spec(**{"run.steps": 2000, "run.seeds": 16, "record.snapshots": 0, **over})
+    spec["problem"] = {"kind": "linear_regression", "dim": 2, "n_points": 16, "label_noise": 0.5}
+    spec["run"]["theta0"] = [1.5, -1.0]
+    spec["flow"] = {"windows": 4, **spec.get("flow", {})}
+    return spec
+
+
+def _estimator_only(monkeypatch):
+    """Make the APT integrate every flow with the estimator (no table)."""
+    orig = apt_mod._field_for
+
+    def direct(*a):
+        return orig(*a)[1], orig(*a)[1]
+
+    monkeypatch.setattr(apt_mod, "_field_for", direct)
+
+
+def test_flow_on_a_two_parameter_problem_is_tabulated(monkeypatch):
+    """[flow] on a two-parameter (non-separable) finite sum integrates the flows on a
+    bicubic table of the field: the APT errors are those of the flows of the estimator
+    itself, to far below the field's SE."""
+    built = []
+    monkeypatch.setattr(
+        apt_mod.GridField, "contains", lambda self, y: built.append(1) or np.ones(len(y), bool)
+    )
+    tab = adamjax.run(_linreg2_flow_spec())
+    assert built  # the table was used
+    monkeypatch.undo()
+    _estimator_only(monkeypatch)
+    ref = adamjax.run(_linreg2_flow_spec())
+    a, b = tab["apt_error"].values, ref["apt_error"].values
+    assert np.isfinite(a).all() and tab["flow_ok"].values.all()
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
+    assert np.abs(a - b).max() < 0.1 * np.nanmax(tab["vf_se"].values)
+
+
+def test_flows_leaving_the_table_are_integrated_with_the_estimator(monkeypatch):
+    """A flow whose values leave the table's box is integrated again with the estimator:
+    with a box that holds no flow, every APT error is the estimator's."""
+    orig = apt_mod._field_for
+
+    def tiny_box(cfg, hp, starts, opts, horizon):
+        vf = orig(cfg, hp, starts, opts, horizon)[1]
+        return vf.tabulate(starts.min(0), starts.min(0) + 1e-3, 8), vf
+
+    monkeypatch.setattr(apt_mod, "_field_for", tiny_box)
+    boxed = adamjax.run(_linreg2_flow_spec(**{"run.seeds": 4}))
+    monkeypatch.undo()
+    _estimator_only(monkeypatch)
+    ref = adamjax.run(_linreg2_flow_spec(**{"run.seeds": 4}))
+    # (The same flows, integrated in batches of another composition: to the solver tolerance.)
+    np.testing.assert_allclose(boxed["apt_error"].values, ref["apt_error"].values, rtol=1e-5)
+
+
+def test_flow_nodes_beyond_a_two_parameter_table_fail_before_simulating():
+    with pytest.raises(SpecError, match=r"flow.nodes = 2048: .* at most 1024"):
+        adamjax.run(_linreg2_flow_spec(**{"flow.nodes": 2048}))

@@ -101,7 +101,9 @@ SCHEMA: dict[str, dict[str, Param]] = {
             FLOAT, _FIELD.target_se, _POSITIVE, "or: its target SE (unused with samples)"
         ),
         "batches": Param(INT, _FIELD.batches, in_range(8, MAX_BATCHES), "batch means for the SE"),
-        "nodes": Param(INT, _FIELD.nodes, in_range(8, 65536), "table nodes (separable)"),
+        "nodes": Param(
+            INT, _FIELD.nodes, in_range(8, 65536), "table nodes per axis (1-D field; 2-D: ≤ 1024)"
+        ),
         "solver": Param(STR, _FIELD.solver, one_of(ADAPTIVE_SOLVERS), "diffrax solver"),
         "rtol": Param(FLOAT, _FIELD.rtol, _POSITIVE, "solver rtol"),
         "atol": Param(FLOAT, _FIELD.atol, _POSITIVE, "solver atol"),

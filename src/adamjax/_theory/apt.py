@@ -25,7 +25,8 @@ Pipeline with memory O(runs × windows × grid), never whole trajectories:
    interpolates Φ_{τ_j} and keeps the running maximum of the distance.
 
 The vector field is the CRN estimator of ``vector_field`` (tabulated for
-coordinate-separable problems, exact without noise); its SE at the window starts
+coordinate-separable problems and for problems of two parameters, exact without
+noise); its SE at the window starts
 is reported as ``vf_se``. :func:`fit_decay` fits the exponent p of
 median_runs E_j ≈ C · n_j^p.
 """
@@ -49,6 +50,7 @@ from .._engine.simulate import Observer, RunParams, RunResult, SimConfig
 from .field import AbstractField
 from .flow import flows_batched, grid_slopes
 from .hermite import hermite
+from .tabulated import GridField
 from .vector_field import FIELD_OPTIMIZERS, default_dtype, vector_field
 
 _SCHED = SchedHParams()  # the default schedule (the spec's)
@@ -338,8 +340,9 @@ class FieldOptions(NamedTuple):
     grid: int = 64
 
 
-def _field_for(cfg: SimConfig, hp, starts: np.ndarray, opts: FieldOptions):
-    """The field used to integrate the flow from ``starts`` (…, d) with hyperparameters hp."""
+def _field_for(cfg: SimConfig, hp, starts: np.ndarray, opts: FieldOptions, horizon: float):
+    """The field used to integrate the flow from ``starts`` (…, d) with hyperparameters
+    hp over [0, horizon]: a table where the problem allows one, else the estimator."""
     b1, b2, eps, eps_root = (float(x) for x in hp)
     kind = cfg.optimizer
     if kind not in FIELD_OPTIMIZERS:
@@ -379,6 +382,16 @@ def _field_for(cfg: SimConfig, hp, starts: np.ndarray, opts: FieldOptions):
         # covers the solver's trial stages.
         lo, hi = float(np.min(finite)), float(np.max(finite))
         pad = 0.05 * (hi - lo) + 1e-3 * max(1.0, abs(lo), abs(hi))
+        return vf.tabulate(lo - pad, hi + pad, opts.nodes), vf
+    if vf.method == "chain" and vf.dim == 2 and len(finite):
+        # Two parameters: a bicubic table of the box of the starts, widened by how far a
+        # flow can move in the horizon at 1.5 × the fastest |f| at (up to 64 of) the
+        # starts. A flow that still leaves it is integrated again with the estimator.
+        lo, hi = finite.min(0), finite.max(0)
+        some = finite[np.linspace(0, len(finite) - 1, min(64, len(finite))).astype(int)]
+        speed = np.max(np.abs(np.asarray(vf.value(jnp.asarray(some, dt)))), axis=0)
+        scale = np.maximum(1.0, np.abs(finite).max(0))
+        pad = 0.05 * (hi - lo) + 1.5 * horizon * speed + 1e-3 * scale
         return vf.tabulate(lo - pad, hi + pad, opts.nodes), vf
     return vf, vf
 
@@ -448,7 +461,8 @@ def apt_prepare(
     fields = []
     report("field", 0, len(uniq))
     for u, rows in enumerate(rows_of):
-        fields.append(_field_for(cfg, uniq[u], th[rows].astype(np.float64).reshape(-1, d), opts))
+        st = th[rows].astype(np.float64).reshape(-1, d)
+        fields.append(_field_for(cfg, uniq[u], st, opts, horizon))
         report("field", u + 1, len(uniq))
     ys = np.zeros((R, J, K, d))
     dys = np.zeros((R, J, K, d))
@@ -468,17 +482,24 @@ def apt_prepare(
             bar=flow_bar,
         )
         done += len(st)
-        y = y.reshape(len(rows), J, K, d)
-        ys[rows] = y
         # The slopes dΦ/dτ = −f(Φ) on the grid: the field itself where an evaluation is
         # cheap (a table, the exact field), else fourth-order differences of the flow's
         # values (an evaluation of the chain estimator at every grid point would cost
         # `grid` times the flow's starts).
         if field is not vf or vf.method == "exact":
-            fy = np.asarray(_values(field, y.reshape(-1, d))).reshape(y.shape)
-            dys[rows] = -np.nan_to_num(fy)
+            dy = -np.nan_to_num(np.asarray(_values(field, y.reshape(-1, d))).reshape(y.shape))
         else:
-            dys[rows] = grid_slopes(y, horizon / (K - 1))
+            dy = grid_slopes(y, horizon / (K - 1))
+        if isinstance(field, GridField):
+            # Flows that left the table's box, or failed (NaN: the edge cubics are
+            # extrapolated outside it): again with the estimator itself.
+            out = np.nonzero(~field.contains(y) & good[rows].reshape(-1))[0]
+            if len(out):
+                y[out], fine[out], _ = flows_batched(vf, st[out], ts, opts, dt, lambda n: None)
+                dy[out] = grid_slopes(y[out], horizon / (K - 1))
+        y = y.reshape(len(rows), J, K, d)
+        ys[rows] = y
+        dys[rows] = dy.reshape(y.shape)
         ok[rows] = fine.reshape(len(rows), J) & good[rows]
         vf_se[rows] = se.reshape(len(rows), J, d)
     ys = np.where(ok[..., None, None], ys, 0.0)

@@ -15,7 +15,8 @@ class AbstractField(eqx.Module):
     ``field.value(theta) -> f`` for θ of shape (…, dim).
 
     Concrete fields: :class:`~adamjax.VectorField` (the CRN estimator) and
-    :class:`~adamjax.TabulatedField` (its table for separable problems).
+    :class:`~adamjax.TabulatedField` (its table for separable problems) and
+    :class:`~adamjax.GridField` (its table for problems of two parameters).
     """
 
     @abc.abstractmethod

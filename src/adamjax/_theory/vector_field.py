@@ -69,6 +69,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._engine.optimizers import OptHParams
 from .._engine.problems.base import AbstractFiniteSumProblem, Problem, cast_problem
@@ -77,7 +78,7 @@ from .._engine.sampling import seed_key
 from .ema import BLOCK, circular_ema, scan_kind
 from .field import AbstractField
 from .moments import AbstractMoments, make_moments, thin_default
-from .tabulated import TabulatedField, tabulate
+from .tabulated import GRID_MAX_NODES, GridField, TabulatedField, tabulate, tabulate_grid
 
 # Stream tag for the common random numbers of the vector field.
 _VF_TAG = 0x0F1E1D
@@ -321,17 +322,29 @@ class VectorField(AbstractField):
         return _jit_cov(self, as_flat(self.problem, theta)[0])
 
     # -- tabulation -------------------------------------------------------------
-    def tabulate(self, lo: float, hi: float, nodes: int = 257) -> TabulatedField:
-        """Tabulate a coordinate-separable field on ``nodes`` points of [lo, hi].
+    def tabulate(self, lo, hi, nodes: int = 257) -> TabulatedField | GridField:
+        """Tabulate the field: a coordinate-separable one on ``nodes`` points of
+        [lo, hi], one of two parameters on ``nodes`` × ``nodes`` points of a box.
 
-        Valid when f_i depends on θ_i only (the diagonal quadratic). Values and
-        slopes (fourth-order differences of the smooth CRN estimate) at the nodes give
-        a cubic Hermite interpolant, error O(h⁴); SE is interpolated linearly.
+        Separable (f_i depends on θ_i only: one dimension, the diagonal quadratic):
+        values and slopes (fourth-order differences of the smooth CRN estimate) at the
+        nodes give a cubic Hermite interpolant, error O(h⁴); SE interpolated linearly
+        (:class:`TabulatedField`). Two parameters: ``lo``, ``hi`` scalars or pairs (the
+        box [lo₁, hi₁] × [lo₂, hi₂]), (nodes + 4)² evaluations, the bicubic Hermite
+        interpolant, error O(h⁴); SE bilinear (:class:`GridField`).
         """
-        if not self.problem.separable:
+        if not self.problem.separable and self.dim != 2:
             raise ValueError(
-                "vector field: tabulation needs a coordinate-separable problem (quadratic)"
+                "vector field: tabulation needs a coordinate-separable problem (quadratic) "
+                f"or two parameters (this one has {self.dim})"
             )
+        if not self.problem.separable:
+            if not 4 <= int(nodes) <= GRID_MAX_NODES:
+                raise ValueError(f"vector field: nodes = {nodes} outside [4, {GRID_MAX_NODES}]")
+            lo, hi = (np.broadcast_to(np.asarray(a, np.float64), (2,)) for a in (lo, hi))
+            if not np.all(lo < hi):
+                raise ValueError(f"vector field: the box needs lo < hi (got {lo}, {hi})")
+            return tabulate_grid(self, lo, hi, int(nodes), self.dtype)
         lo, hi = jnp.asarray(lo, self.dtype), jnp.asarray(hi, self.dtype)
         return tabulate(self, lo, hi, nodes, self.dim, self.dtype)
 
