@@ -283,7 +283,8 @@ def _estimator_only(monkeypatch):
     orig = apt_mod._field_for
 
     def direct(*a):
-        return orig(*a)[1], orig(*a)[1]
+        vf = orig(*a)[1]
+        return vf, vf
 
     monkeypatch.setattr(apt_mod, "_field_for", direct)
 
@@ -328,3 +329,26 @@ def test_flows_leaving_the_table_are_integrated_with_the_estimator(monkeypatch):
 def test_flow_nodes_beyond_a_two_parameter_table_fail_before_simulating():
     with pytest.raises(SpecError, match=r"flow.nodes = 2048: .* at most 1024"):
         adamjax.run(_linreg2_flow_spec(**{"flow.nodes": 2048}))
+
+
+def test_window_starts_of_diverged_runs_have_no_flow(monkeypatch):
+    """A run frozen by divergence before a window start has no flow there and takes no
+    part in the field's table (its frozen θ may be far off)."""
+    seen = []
+    orig = apt_mod._field_for
+
+    def spy(cfg, hp, starts, opts, horizon):
+        seen.append(len(starts))
+        return orig(cfg, hp, starts, opts, horizon)
+
+    monkeypatch.setattr(apt_mod, "_field_for", spy)
+    spec = _linreg2_flow_spec(**{"run.seeds": 2})
+    spec["sweep"] = {"schedule.c": [0.05, 1e13]}  # the second blows up at step 1
+    ds = adamjax.run(spec)
+    div, n = ds["diverged"].values, ds["window_start"].values
+    assert div[1].all() and not div[0].any()
+    assert (ds["diverged_step"].values[1] == 1).all() and n[0] == 1 < n[1]
+    # The 2 healthy runs × 4 windows, and the window at step 1 of the 2 that blew up there.
+    assert seen == [2 * 4 + 2]
+    assert np.isnan(ds["apt_error"].values[1]).all()
+    assert np.isfinite(ds["apt_error"].values[0]).all()

@@ -45,3 +45,16 @@ def test_grid_table_refuses_what_it_cannot_tabulate():
     vf3 = vector_field(adamjax.make_problem(spec3, F64), b1=0.9, b2=0.99, samples=2**15)
     with pytest.raises(ValueError, match="two parameters"):
         vf3.tabulate(0.0, 1.0, 9)
+
+
+def test_apt_grid_table_only_where_it_resolves_the_field():
+    """The APT's table of a two-parameter field (``apt._grid_table``): a table for starts
+    close together; the estimator itself where the box (here widened by a far-off start)
+    would leave the field under-resolved."""
+    from adamjax._theory.apt import _grid_table
+
+    vf = vector_field(_linreg2(), b1=0.9, b2=0.99, samples=2**15)
+    near = np.random.default_rng(0).normal(size=(32, 2)) * 0.5
+    assert isinstance(_grid_table(vf, near, 65, 1.0, F64), GridField)
+    far = np.concatenate([near, [[1e4, -1e4]]])
+    assert _grid_table(vf, far, 65, 1.0, F64) is vf

@@ -384,16 +384,34 @@ def _field_for(cfg: SimConfig, hp, starts: np.ndarray, opts: FieldOptions, horiz
         pad = 0.05 * (hi - lo) + 1e-3 * max(1.0, abs(lo), abs(hi))
         return vf.tabulate(lo - pad, hi + pad, opts.nodes), vf
     if vf.method == "chain" and vf.dim == 2 and len(finite):
-        # Two parameters: a bicubic table of the box of the starts, widened by how far a
-        # flow can move in the horizon at 1.5 × the fastest |f| at (up to 64 of) the
-        # starts. A flow that still leaves it is integrated again with the estimator.
-        lo, hi = finite.min(0), finite.max(0)
-        some = finite[np.linspace(0, len(finite) - 1, min(64, len(finite))).astype(int)]
-        speed = np.max(np.abs(np.asarray(vf.value(jnp.asarray(some, dt)))), axis=0)
-        scale = np.maximum(1.0, np.abs(finite).max(0))
-        pad = 0.05 * (hi - lo) + 1.5 * horizon * speed + 1e-3 * scale
-        return vf.tabulate(lo - pad, hi + pad, opts.nodes), vf
+        return _grid_table(vf, finite, opts.nodes, horizon, dt), vf
     return vf, vf
+
+
+def _grid_table(vf, starts: np.ndarray, nodes: int, horizon: float, dt):
+    """The bicubic table of a two-parameter field for the flows from ``starts`` (P, 2), or
+    the estimator itself where a table would not be accurate.
+
+    The box: that of the starts, widened by how far a flow moves in the horizon at 1.5 ×
+    the fastest |f̂| at (up to 64 of) the starts (a flow that still leaves it is integrated
+    again with the estimator, ``apt_prepare``). The check: at those starts and 64 points
+    spread over the box the table must agree with the estimator to its median SE (then
+    the table adds at most the estimator's own error) — a box made wide by a far-off run
+    would leave the field under-resolved.
+    """
+    lo, hi = starts.min(0), starts.max(0)
+    some = starts[np.linspace(0, len(starts) - 1, min(64, len(starts))).astype(int)]
+    speed = np.nanmax(np.abs(np.asarray(vf.value(jnp.asarray(some, dt)))), axis=0)
+    scale = np.maximum(1.0, np.abs(starts).max(0))
+    pad = 0.05 * (hi - lo) + 1.5 * horizon * speed + 1e-2 * scale
+    if not np.all(np.isfinite(pad)):
+        return vf
+    tab = vf.tabulate(lo - pad, hi + pad, nodes)
+    spread = np.random.default_rng(0).uniform(lo - pad, hi + pad, size=(64, 2))
+    probe = jnp.asarray(np.concatenate([some, spread]), dt)
+    f, se = (np.asarray(a) for a in vf(probe))
+    gap = np.nanmax(np.abs(np.asarray(tab.value(probe)) - f))
+    return tab if gap <= np.nanmedian(se) else vf
 
 
 class APTResult(NamedTuple):
@@ -457,11 +475,16 @@ def apt_prepare(
     uniq, inv = np.unique(hp, axis=0, return_inverse=True)
     inv = inv.reshape(-1)
     rows_of = [np.nonzero(inv == u)[0] for u in range(len(uniq))]
-    good = np.all(np.isfinite(th), -1)  # (R, J): the window start was reached
+    # (R, J): the window start was reached by a run that had not diverged before it (a
+    # diverged run is frozen at its last finite θ, possibly far off: no flow, and no part
+    # in the box of a field table). Strictly before: pass 1's own last step may carry the
+    # divergence of a loss that overflowed at a finite θ (``simulate._finish``).
+    dstep, div = np.asarray(res1.diverged_step), np.asarray(res1.diverged)
+    good = np.all(np.isfinite(th), -1) & ~(div[:, None] & (dstep[:, None] < starts[None, :]))
     fields = []
     report("field", 0, len(uniq))
     for u, rows in enumerate(rows_of):
-        st = th[rows].astype(np.float64).reshape(-1, d)
+        st = th[rows][good[rows]].astype(np.float64)
         fields.append(_field_for(cfg, uniq[u], st, opts, horizon))
         report("field", u + 1, len(uniq))
     ys = np.zeros((R, J, K, d))
@@ -495,7 +518,9 @@ def apt_prepare(
             # extrapolated outside it): again with the estimator itself.
             out = np.nonzero(~field.contains(y) & good[rows].reshape(-1))[0]
             if len(out):
-                y[out], fine[out], _ = flows_batched(vf, st[out], ts, opts, dt, lambda n: None)
+                y[out], fine[out], se[out] = flows_batched(
+                    vf, st[out], ts, opts, dt, lambda n: None, bar=flow_bar
+                )
                 dy[out] = grid_slopes(y[out], horizon / (K - 1))
         y = y.reshape(len(rows), J, K, d)
         ys[rows] = y

@@ -113,9 +113,17 @@ class GridField(AbstractField):
     """Bicubic Hermite interpolant of a field of two parameters on a uniform grid of a
     box (:func:`tabulate_grid`).
 
-    ``gf(theta)`` → (f, se) for θ of shape (…, 2); ``gf.value(theta)`` → f. Outside
-    the box the edge cubics are extrapolated: callers check with :meth:`contains`
-    (the APT flows do, and integrate a flow that leaves it with the estimator itself).
+    ``gf(theta)`` → (f, se) for θ of shape (…, 2); ``gf.value(theta)`` → f. In the cell
+    [θ₁ⁱ, θ₁ⁱ⁺¹] × [θ₂ʲ, θ₂ʲ⁺¹], at relative positions (s, t) ∈ [0, 1]², the tensor
+    product of the 1-D cubic Hermite interpolant H(y0, y1, d0, d1; u, h)::
+
+        p(s, t) = H(F_j, F_{j+1}, G_j, G_{j+1}; t, h₂),
+        F_k = H(f[i, k], f[i+1, k], ∂₁f[i, k], ∂₁f[i+1, k]; s, h₁),
+        G_k = H(∂₂f[i, k], ∂₂f[i+1, k], ∂₁∂₂f[i, k], ∂₁∂₂f[i+1, k]; s, h₁).
+
+    Outside the box θ is first moved to its nearest point (the table does not
+    extrapolate): callers check with :meth:`contains` (the APT flows do, and integrate a
+    flow that leaves the box with the estimator itself).
     """
 
     lo: Any  # (2,)
@@ -129,7 +137,7 @@ class GridField(AbstractField):
     def _locate(self, theta):
         n = self.f.shape[0]
         h = (self.hi - self.lo) / (n - 1)
-        pos = (theta - self.lo) / h
+        pos = (jnp.clip(theta, self.lo, self.hi) - self.lo) / h
         i = jnp.clip(jnp.floor(pos), 0, n - 2).astype(jnp.int32)
         return i[..., 0], i[..., 1], pos[..., 0] - i[..., 0], pos[..., 1] - i[..., 1], h
 
@@ -141,7 +149,6 @@ class GridField(AbstractField):
         def along_1(y, dy, jj):  # the 1-D Hermite along θ₁ in column jj
             return hermite(y[i, jj], y[i + 1, jj], dy[i, jj], dy[i + 1, jj], s, h[0])
 
-        # f and ∂f/∂θ₂ along θ₁ in the cell's two columns, then the Hermite along θ₂.
         f0, f1 = (along_1(self.f, self.d1, jj) for jj in (j, j + 1))
         g0, g1 = (along_1(self.d2, self.d12, jj) for jj in (j, j + 1))
         return hermite(f0, f1, g0, g1, t, h[1])
@@ -157,7 +164,8 @@ class GridField(AbstractField):
         return self.value(theta), se
 
     def contains(self, theta) -> np.ndarray:
-        """Whether every point of each θ (…, k, 2) lies in the box: shape (…)."""
+        """Whether every point of each θ (…, k, 2) lies in the box: a NumPy bool array
+        of shape (…) (False for NaN)."""
         theta = np.asarray(theta)
         lo, hi = np.asarray(self.lo), np.asarray(self.hi)
         return np.all((theta >= lo) & (theta <= hi), axis=(-2, -1))
