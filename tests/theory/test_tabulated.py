@@ -6,6 +6,7 @@ import pytest
 
 import adamjax
 from adamjax import GridField, vector_field
+from adamjax._theory.tabulated import flow_table
 
 F64 = jnp.float64
 
@@ -48,13 +49,11 @@ def test_grid_table_refuses_what_it_cannot_tabulate():
 
 
 def test_apt_grid_table_only_where_it_resolves_the_field():
-    """The APT's table of a two-parameter field (``apt._grid_table``): a table for starts
+    """The APT's table of a two-parameter field (``tabulated.flow_table``): a table for starts
     close together; the estimator itself where the box (here widened by a far-off start)
     would leave the field under-resolved."""
-    from adamjax._theory.apt import _grid_table
-
     vf = vector_field(_linreg2(), b1=0.9, b2=0.99, samples=2**15)
     near = np.random.default_rng(0).normal(size=(32, 2)) * 0.5
-    assert isinstance(_grid_table(vf, near, 65, 1.0, F64), GridField)
+    assert isinstance(flow_table(vf, near, 65, 1.0, F64), GridField)
     far = np.concatenate([near, [[1e4, -1e4]]])
-    assert _grid_table(vf, far, 65, 1.0, F64) is vf
+    assert flow_table(vf, far, 65, 1.0, F64) is vf

@@ -50,7 +50,7 @@ from .._engine.simulate import Observer, RunParams, RunResult, SimConfig
 from .field import AbstractField
 from .flow import flows_batched, grid_slopes
 from .hermite import hermite
-from .tabulated import GridField
+from .tabulated import GridField, flow_table
 from .vector_field import FIELD_OPTIMIZERS, default_dtype, vector_field
 
 _SCHED = SchedHParams()  # the default schedule (the spec's)
@@ -384,34 +384,8 @@ def _field_for(cfg: SimConfig, hp, starts: np.ndarray, opts: FieldOptions, horiz
         pad = 0.05 * (hi - lo) + 1e-3 * max(1.0, abs(lo), abs(hi))
         return vf.tabulate(lo - pad, hi + pad, opts.nodes), vf
     if vf.method == "chain" and vf.dim == 2 and len(finite):
-        return _grid_table(vf, finite, opts.nodes, horizon, dt), vf
+        return flow_table(vf, finite, opts.nodes, horizon, dt), vf
     return vf, vf
-
-
-def _grid_table(vf, starts: np.ndarray, nodes: int, horizon: float, dt):
-    """The bicubic table of a two-parameter field for the flows from ``starts`` (P, 2), or
-    the estimator itself where a table would not be accurate.
-
-    The box: that of the starts, widened by how far a flow moves in the horizon at 1.5 ×
-    the fastest |f̂| at (up to 64 of) the starts (a flow that still leaves it is integrated
-    again with the estimator, ``apt_prepare``). The check: at those starts and 64 points
-    spread over the box the table must agree with the estimator to its median SE (then
-    the table adds at most the estimator's own error) — a box made wide by a far-off run
-    would leave the field under-resolved.
-    """
-    lo, hi = starts.min(0), starts.max(0)
-    some = starts[np.linspace(0, len(starts) - 1, min(64, len(starts))).astype(int)]
-    speed = np.nanmax(np.abs(np.asarray(vf.value(jnp.asarray(some, dt)))), axis=0)
-    scale = np.maximum(1.0, np.abs(starts).max(0))
-    pad = 0.05 * (hi - lo) + 1.5 * horizon * speed + 1e-2 * scale
-    if not np.all(np.isfinite(pad)):
-        return vf
-    tab = vf.tabulate(lo - pad, hi + pad, nodes)
-    spread = np.random.default_rng(0).uniform(lo - pad, hi + pad, size=(64, 2))
-    probe = jnp.asarray(np.concatenate([some, spread]), dt)
-    f, se = (np.asarray(a) for a in vf(probe))
-    gap = np.nanmax(np.abs(np.asarray(tab.value(probe)) - f))
-    return tab if gap <= np.nanmedian(se) else vf
 
 
 class APTResult(NamedTuple):
@@ -514,8 +488,8 @@ def apt_prepare(
         else:
             dy = grid_slopes(y, horizon / (K - 1))
         if isinstance(field, GridField):
-            # Flows that left the table's box, or failed (NaN: the edge cubics are
-            # extrapolated outside it): again with the estimator itself.
+            # Flows that left the table's box (where it holds its boundary values) or
+            # failed (NaN): again with the estimator itself.
             out = np.nonzero(~field.contains(y) & good[rows].reshape(-1))[0]
             if len(out):
                 y[out], fine[out], se[out] = flows_batched(

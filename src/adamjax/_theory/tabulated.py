@@ -169,3 +169,29 @@ class GridField(AbstractField):
         theta = np.asarray(theta)
         lo, hi = np.asarray(self.lo), np.asarray(self.hi)
         return np.all((theta >= lo) & (theta <= hi), axis=(-2, -1))
+
+
+def flow_table(vf: AbstractField, starts: np.ndarray, nodes: int, horizon: float, dt):
+    """The bicubic table of a two-parameter field for the flows from ``starts`` (P, 2), or
+    the estimator itself where a table would not be accurate.
+
+    The box: that of the starts, widened by how far a flow moves in the horizon at 1.5 ×
+    the fastest |f̂| at (up to 64 of) the starts (a flow that still leaves it is integrated
+    again with the estimator, ``apt.apt_prepare``). The check: at those starts and 64 points
+    spread over the box the table must agree with the estimator to its median SE (then
+    the table adds at most the estimator's own error) — a box made wide by a far-off run
+    would leave the field under-resolved.
+    """
+    lo, hi = starts.min(0), starts.max(0)
+    some = starts[np.linspace(0, len(starts) - 1, min(64, len(starts))).astype(int)]
+    speed = np.nanmax(np.abs(np.asarray(vf.value(jnp.asarray(some, dt)))), axis=0)
+    scale = np.maximum(1.0, np.abs(starts).max(0))
+    pad = 0.05 * (hi - lo) + 1.5 * horizon * speed + 1e-2 * scale
+    if not np.all(np.isfinite(pad)):
+        return vf
+    tab = tabulate_grid(vf, lo - pad, hi + pad, nodes, dt)
+    spread = np.random.default_rng(0).uniform(lo - pad, hi + pad, size=(64, 2))
+    probe = jnp.asarray(np.concatenate([some, spread]), dt)
+    f, se = (np.asarray(a) for a in vf(probe))
+    gap = np.nanmax(np.abs(np.asarray(tab.value(probe)) - f))
+    return tab if gap <= np.nanmedian(se) else vf
