@@ -25,7 +25,7 @@ from .._engine.errors import AssumptionWarning, SpecError
 from .._engine.simulate import Observer, RunResult
 from .._theory.apt import FieldOptions, apt_errors_from, apt_prepare, window_starts
 from .._theory.decay import fit_decay
-from .._theory.tabulated import GRID_MAX_NODES
+from .._theory.tabulated import GRID_MAX_NODES, grid_tabulable
 from .._theory.vector_field import FIELD_OPTIMIZERS, MAX_SAMPLES, min_samples
 from .progress import Progress, resolve_mode
 
@@ -226,8 +226,7 @@ def _check_field(flow: dict, groups) -> None:
                 f"optimizer.kind = {kind!r}: [flow] needs the vector field, defined for "
                 + ", ".join(FIELD_OPTIMIZERS)
             )
-        prob = g.cfg.problem
-        if prob.dim == 2 and not prob.separable and flow["nodes"] > GRID_MAX_NODES:
+        if grid_tabulable(g.cfg.problem) and flow["nodes"] > GRID_MAX_NODES:
             raise SpecError(
                 f"flow.nodes = {flow['nodes']}: the field of a two-parameter problem is "
                 f"tabulated on nodes × nodes points; at most {GRID_MAX_NODES}"

@@ -50,7 +50,7 @@ from .._engine.simulate import Observer, RunParams, RunResult, SimConfig
 from .field import AbstractField
 from .flow import flows_batched, grid_slopes
 from .hermite import hermite
-from .tabulated import GridField, flow_table
+from .tabulated import GridField, flow_table, grid_tabulable
 from .vector_field import FIELD_OPTIMIZERS, default_dtype, vector_field
 
 _SCHED = SchedHParams()  # the default schedule (the spec's)
@@ -383,7 +383,7 @@ def _field_for(cfg: SimConfig, hp, starts: np.ndarray, opts: FieldOptions, horiz
         lo, hi = float(np.min(finite)), float(np.max(finite))
         pad = 0.05 * (hi - lo) + 1e-3 * max(1.0, abs(lo), abs(hi))
         return vf.tabulate(lo - pad, hi + pad, opts.nodes), vf
-    if vf.method == "chain" and vf.dim == 2 and len(finite):
+    if vf.method == "chain" and grid_tabulable(cfg.problem) and len(finite):
         return flow_table(vf, finite, opts.nodes, horizon, dt), vf
     return vf, vf
 

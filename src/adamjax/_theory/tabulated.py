@@ -76,6 +76,12 @@ class TabulatedField(AbstractField):
 GRID_MAX_NODES = 1024
 
 
+def grid_tabulable(problem) -> bool:
+    """Whether the field of ``problem`` is tabulated on a 2-D grid (:class:`GridField`):
+    two parameters, not coordinate-separable (a separable field has a 1-D table)."""
+    return problem.dim == 2 and not problem.separable
+
+
 def tabulate_grid(field: AbstractField, lo, hi, nodes: int, dtype) -> GridField:
     """Tabulate a field of two parameters on ``nodes`` × ``nodes`` points of the box
     [lo₁, hi₁] × [lo₂, hi₂].
@@ -93,10 +99,8 @@ def tabulate_grid(field: AbstractField, lo, hi, nodes: int, dtype) -> GridField:
     f, se = field(pts)
     f, se = (a.reshape(nodes + 4, nodes + 4, 2) for a in (f, se))
 
-    def along_1(y, step):  # slopes along θ₁ (axis 0) at its interior nodes
-        return jnp.swapaxes(central_slopes(jnp.swapaxes(y, 0, 1), step), 0, 1)
-
-    f1 = along_1(f, h[0])  # (nodes, nodes + 4, 2)
+    # Slopes along θ₁ (axis 0; ``central_slopes`` differences along axis −2, here θ₂).
+    f1 = jnp.swapaxes(central_slopes(jnp.swapaxes(f, 0, 1), h[0]), 0, 1)  # (nodes, nodes + 4, 2)
     inner = slice(2, -2)
     return GridField(
         lo=lo,
@@ -183,15 +187,18 @@ def flow_table(vf: AbstractField, starts: np.ndarray, nodes: int, horizon: float
     would leave the field under-resolved.
     """
     lo, hi = starts.min(0), starts.max(0)
-    some = starts[np.linspace(0, len(starts) - 1, min(64, len(starts))).astype(int)]
-    speed = np.nanmax(np.abs(np.asarray(vf.value(jnp.asarray(some, dt)))), axis=0)
+    some = jnp.asarray(
+        starts[np.linspace(0, len(starts) - 1, min(64, len(starts))).astype(int)], dt
+    )
+    f_some, se_some = (np.asarray(a) for a in vf(some))
+    speed = np.nanmax(np.abs(f_some), axis=0)
     scale = np.maximum(1.0, np.abs(starts).max(0))
     pad = 0.05 * (hi - lo) + 1.5 * horizon * speed + 1e-2 * scale
     if not np.all(np.isfinite(pad)):
         return vf
     tab = tabulate_grid(vf, lo - pad, hi + pad, nodes, dt)
-    spread = np.random.default_rng(0).uniform(lo - pad, hi + pad, size=(64, 2))
-    probe = jnp.asarray(np.concatenate([some, spread]), dt)
-    f, se = (np.asarray(a) for a in vf(probe))
-    gap = np.nanmax(np.abs(np.asarray(tab.value(probe)) - f))
+    spread = jnp.asarray(np.random.default_rng(0).uniform(lo - pad, hi + pad, size=(64, 2)), dt)
+    f_spread, se_spread = (np.asarray(a) for a in vf(spread))
+    f, se = np.concatenate([f_some, f_spread]), np.concatenate([se_some, se_spread])
+    gap = np.nanmax(np.abs(np.asarray(tab.value(jnp.concatenate([some, spread]))) - f))
     return tab if gap <= np.nanmedian(se) else vf

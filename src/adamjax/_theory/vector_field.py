@@ -78,7 +78,14 @@ from .._engine.sampling import seed_key
 from .ema import BLOCK, circular_ema, scan_kind
 from .field import AbstractField
 from .moments import AbstractMoments, make_moments, thin_default
-from .tabulated import GRID_MAX_NODES, GridField, TabulatedField, tabulate, tabulate_grid
+from .tabulated import (
+    GRID_MAX_NODES,
+    GridField,
+    TabulatedField,
+    grid_tabulable,
+    tabulate,
+    tabulate_grid,
+)
 
 # Stream tag for the common random numbers of the vector field.
 _VF_TAG = 0x0F1E1D
@@ -333,12 +340,13 @@ class VectorField(AbstractField):
         box [lo₁, hi₁] × [lo₂, hi₂]), (nodes + 4)² evaluations, the bicubic Hermite
         interpolant, error O(h⁴); SE bilinear (:class:`GridField`).
         """
-        if not self.problem.separable and self.dim != 2:
+        grid = grid_tabulable(self.problem)
+        if not (self.problem.separable or grid):
             raise ValueError(
                 "vector field: tabulation needs a coordinate-separable problem (quadratic) "
                 f"or two parameters (this one has {self.dim})"
             )
-        if not self.problem.separable:
+        if grid:
             if not 4 <= int(nodes) <= GRID_MAX_NODES:
                 raise ValueError(f"vector field: nodes = {nodes} outside [4, {GRID_MAX_NODES}]")
             lo, hi = (np.broadcast_to(np.asarray(a, np.float64), (2,)) for a in (lo, hi))
