@@ -1,5 +1,6 @@
 """The Adam vector field estimator, its zeros and the Lyapunov check (issue 3)."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -218,10 +219,15 @@ def test_asymmetric_zero_vs_symmetric():
 def test_zero_converges_in_float32():
     """Newton's stopping rule follows the dtype: in float32 it reports success, at the
     float64 zero within a few float32 ulps of the estimate's own rounding."""
-    # thin = 1: the float32 and float64 samples differ slightly, and the full chain
-    # keeps that difference far below the float32 tolerance checked here.
-    z32 = vf_zero(vector_field(base_spec(), samples=2**16, dtype=jnp.float32, thin=1))
-    z64 = vf_zero(vector_field(base_spec(), samples=2**16, dtype=F64, thin=1))
+    # The same samples in both dtypes: the float64 field cast to float32 (a field built
+    # in float32 draws other exponential samples, and the zeros would differ by the
+    # estimate's SE, ~4e-5 here, not by rounding).
+    vf64 = vector_field(base_spec(), samples=2**16, dtype=F64, thin=1)
+    vf32 = jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float32) if eqx.is_inexact_array(a) else a, vf64
+    )
+    assert vf32.dtype == jnp.float32
+    z32, z64 = vf_zero(vf32), vf_zero(vf64)
     assert z32.success and z64.success
     assert abs(z32.theta[0] - z64.theta[0]) < 1e-3 * abs(z64.theta[0])
 
@@ -360,7 +366,69 @@ def test_zero_is_not_claimed_at_a_jump():
     sides: Newton's steps shrink there, but that is no zero (it reported success, SE
     2.6e-7, residual −0.19)."""
     # float32, as a user gets it by default (in float64 Newton's steps stay large there).
-    vz = vector_field(_zhang(), b1=0.0, b2=0.9, samples=2**16, dtype=jnp.float32)
-    with pytest.warns(RuntimeWarning, match=r"f̂ changes sign near θ = \[-2\.\] without a zero"):
-        z = vf_zero(vz, x0=np.array([-2.00007]))
-    assert not z.success and abs(z.residual[0]) > 0.1
+    # f̂ is flat on both sides up to the noise, so whether Newton's steps shrink at the
+    # jump or run off along the flat part depends on the samples: seed 1 shrinks them
+    # (the case this test is about); no seed may claim a zero.
+    for seed in (0, 1, 2):
+        vz = vector_field(_zhang(), b1=0.0, b2=0.9, samples=2**16, dtype=jnp.float32, seed=seed)
+        match = "changes sign near θ = \\[-2\\.\\] without a zero" if seed == 1 else "vf_zero: "
+        with pytest.warns(RuntimeWarning, match=match):
+            z = vf_zero(vz, x0=np.array([-2.00007]))
+        assert not z.success and abs(z.residual[0]) > 0.1
+
+
+def test_taylor_control_is_unbiased_on_the_skewed_quadratic():
+    """The Taylor control adds back E[Y_k] = φ₀ ∇L + φ₁ Σ_j a_j b_j Cov(G, G²); with
+    Exp(1) − 1 noise at (α, β) = (0.8, 0.95) the covariance term is ~100 SE. The
+    estimate agrees within 4 SE with the plain chain average (no controls, no known
+    means) on independent samples, and its SE is mostly several times smaller."""
+    pb = _quad("exponential", dim=2)
+    th = jnp.asarray([[0.3, -0.5], [0.0, 0.0], [-1.0, 2.0]], F64)
+    kw = dict(b1=0.8, b2=0.95, samples=2**20, dtype=F64)
+    f, se = (np.asarray(x) for x in vector_field(pb, **kw)(th))
+    plain = vector_field(pb, control_variate=False, seed=7, **kw)
+    fp, sp = (np.asarray(x) for x in plain(th))
+    assert np.all(np.abs(f - fp) <= 4 * np.hypot(se, sp)), (f - fp) / np.hypot(se, sp)
+    assert np.median(se / sp) < 0.3, se / sp
+    phi0, phi1, _, ey = (np.asarray(x) for x in vector_field(pb, **kw)._taylor(th[0]))
+    assert np.all(np.abs(ey - phi0 * np.asarray(pb.grad(th[0]))) > 50 * se[0])
+
+
+def _regression_iterate():
+    """A regression network spec at (β1, β2) = (0.9, 0.999) and an Adam iterate of it."""
+    spec = base_spec(
+        **{
+            "problem.kind": "regression",
+            "optimizer.b2": 0.999,
+            "schedule.c": 0.01,
+            "schedule.r": 0.5,
+            "run.steps": 1000,
+            "run.seeds": 1,
+            "run.theta0_std": 0.1,
+        }
+    )
+    del spec["problem"]["noise"], spec["problem"]["dim"], spec["run"]["theta0"]
+    ds = adamjax.run(spec, progress=False)
+    return spec, jnp.asarray(ds.theta_final.values[0], F64)
+
+
+def test_taylor_control_cuts_the_se_and_the_thinning_follows():
+    """On the regression network (β = 0.9, 0.999) the Taylor control brings the SE at
+    the batch-length floor of samples from ~3·10⁻⁴ (m and v controls only) below 10⁻⁴,
+    without bias (against an independent 2**21-sample chain); with a target SE the
+    thinning then widens to 1024 (a 128× cheaper evaluation) within half the target."""
+    spec, th = _regression_iterate()
+    vf = vector_field(spec, samples=327680, dtype=F64)
+    assert vf.thin == 8
+    f, se = (np.asarray(x) for x in vf(th))
+    assert se.max() < 1e-4, se.max()
+    ref = vector_field(spec, samples=2**21, seed=99, dtype=F64)
+    fr, sr = (np.asarray(x) for x in ref(th))
+    z = (f - fr) / np.hypot(se, sr)
+    assert np.abs(z).max() < 4.5 and abs(z.mean()) < 0.5, z
+    wide = vector_field(spec, target_se=2e-4, at=th[None], dtype=F64)
+    assert wide.thin == 1024 and wide.samples // wide.thin >= 8 * wide.batches
+    fw, sw = (np.asarray(x) for x in wide(th))
+    assert sw.max() <= 1e-4
+    zw = (fw - fr) / np.hypot(sw, sr)
+    assert np.abs(zw).max() < 4.5, zw

@@ -65,6 +65,12 @@ class Problem(eqx.Module):
         closed form, else None (a control variate of the vector field)."""
         return None
 
+    def cross_moment(self, theta: Float[Array, " dim"], batch_size: int):
+        """Cov(G, G²) = E[G³] − E[G]·E[G²] (coordinate-wise) for a mini-batch of
+        ``batch_size`` samples drawn i.i.d. (with replacement) when known in closed form,
+        else None (with :meth:`second_moment`, the vector field's Taylor control)."""
+        return None
+
     @property
     def separable(self) -> bool:
         """Whether f_i(θ) depends on θ_i only (then the vector field can be tabulated
@@ -213,6 +219,16 @@ class AbstractFiniteSumProblem(Problem):
             n = self.n_data
             var = var * (n - batch_size) / max(n - 1, 1)
         return g * g + var
+
+    def cross_moment(self, theta, batch_size):
+        # The mean Ḡ of b i.i.d. draws of X = ∇ℓ_I (mean μ, variance σ², third central
+        # moment κ₃) has variance σ²/b and third central moment κ₃/b², so
+        # Cov(Ḡ, Ḡ²) = E[Ḡ³] − μ E[Ḡ²] = 2μσ²/b + κ₃/b².
+        eg = self.example_grads(theta)
+        mu = jnp.mean(eg, 0)
+        c = eg - mu
+        var, k3 = jnp.mean(c * c, 0), jnp.mean(c * c * c, 0)
+        return 2 * mu * var / batch_size + k3 / batch_size**2
 
 
 class FiniteSumProblem(AbstractFiniteSumProblem):

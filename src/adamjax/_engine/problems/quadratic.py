@@ -68,6 +68,16 @@ class Quadratic(Problem):
             return g * g
         return g * g + (self.curvature * self.noise_scale) ** 2 / batch_size
 
+    def cross_moment(self, theta, batch_size):
+        # G = h (θ − x̄): mean hθ, variance (hs)²/b, third central moment −h³s³κ₃/b²
+        # (κ₃ of ξ: 2 for Exp(1) − 1, 0 for the symmetric noises), so
+        # Cov(G, G²) = 2 E[G] Var(G) + κ₃(G) (see AbstractFiniteSumProblem.cross_moment).
+        if self.noise == "none":
+            return jnp.zeros_like(theta)
+        h, s = self.curvature, self.noise_scale
+        k3 = 2.0 if self.noise == "exponential" else 0.0
+        return 2 * h * theta * (h * s) ** 2 / batch_size - k3 * (h * s) ** 3 / batch_size**2
+
     @property
     def separable(self):
         # f_i depends on θ_i only: the noise coordinates are independent.
