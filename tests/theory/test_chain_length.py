@@ -17,20 +17,21 @@ from adamjax._theory.chain_length import (
 class _Field:
     """A stand-in field whose SE grows as c·thin^p (the law ``widest_thin`` probes)."""
 
-    def __init__(self, samples, thin, c, p):
+    def __init__(self, samples, thin, c, p, moments=True):
         self.samples, self.thin, self.c, self.p = samples, thin, c, p
+        self.moments = object() if moments else None  # the fast path's weights
 
     def __call__(self, pts):
         return None, np.full(pts.shape, self.c * self.thin**self.p)
 
 
-def _widen(c, p, target=1.0, samples=327_680, batches=32, thin=8):
+def _widen(c, p, target=1.0, samples=327_680, batches=32, thin=8, fast_upto=2**30):
     built = []
 
     def build(m, t):
         built.append(t)
         assert m % (batches * max(64, t)) == 0 and m >= samples
-        return _Field(m, t, c, p)
+        return _Field(m, t, c, p, moments=m <= fast_upto)
 
     vf = _Field(samples, thin, c, p)
     out = widest_thin(vf, build, samples, batches, target, np.zeros((3, 2)), c * thin**p)
@@ -65,3 +66,11 @@ def test_rows_per_batch_bound_the_thinning():
 def test_min_samples_is_ten_correlation_times_per_batch(b2):
     m = min_samples(0.9, b2, 32, thin=8)
     assert m >= 10 * 32 / (1 - b2) * (1 - 1e-6) and m % (32 * 64) == 0
+
+
+def test_a_chain_too_long_for_the_fast_path_is_not_taken():
+    # Rounding to thin 1024 lengthens the chain past the fast path's size: that field
+    # (the generic chain, unthinned) is skipped for the predicted thinning.
+    c = 0.1 / math.sqrt(8)
+    thin, built = _widen(c=c, p=0.5, samples=329_728, fast_upto=331_776)
+    assert built[0] == 1024 and thin == built[1] == 128

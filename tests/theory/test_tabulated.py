@@ -50,10 +50,18 @@ def test_grid_table_refuses_what_it_cannot_tabulate():
 
 def test_apt_grid_table_only_where_it_resolves_the_field():
     """The APT's table of a two-parameter field (``tabulated.flow_table``): a table for starts
-    close together; the estimator itself where the box (here widened by a far-off start)
-    would leave the field under-resolved."""
+    close together where, with the estimator's SE, it stays within the target SE (the
+    APT's default 2·10⁻⁴); not where it would add more than the estimator's own SE
+    (no target) or where the box (here widened by a far-off start) would leave the
+    field under-resolved."""
     vf = vector_field(_linreg2(), b1=0.9, b2=0.99, samples=2**15)
     near = np.random.default_rng(0).normal(size=(32, 2)) * 0.5
-    assert isinstance(flow_table(vf, near, 65, 1.0, F64), GridField)
+    tab = flow_table(vf, near, 65, 1.0, F64, target_se=2e-4)
+    assert isinstance(tab, GridField)
+    pts = jnp.asarray(near)
+    gap = np.abs(np.asarray(tab.value(pts)) - np.asarray(vf.value(pts))).max()
+    med = np.median(np.asarray(vf(pts)[1]))
+    assert med < gap < 2e-4  # the case the target admits: more than the SE alone would
+    assert flow_table(vf, near, 65, 1.0, F64) is vf
     far = np.concatenate([near, [[1e4, -1e4]]])
-    assert flow_table(vf, far, 65, 1.0, F64) is vf
+    assert flow_table(vf, far, 65, 1.0, F64, target_se=2e-4) is vf

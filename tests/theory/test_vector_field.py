@@ -367,19 +367,26 @@ def test_zero_is_not_claimed_at_a_jump():
     2.6e-7, residual −0.19)."""
     # float32, as a user gets it by default (in float64 Newton's steps stay large there).
     # f̂ is flat on both sides up to the noise, so whether Newton's steps shrink at the
-    # jump or run off along the flat part depends on the samples: seed 1 shrinks them
-    # (the case this test is about); no seed may claim a zero.
+    # jump or run off along a flat part depends on the samples and the estimator: the
+    # plain chain average at seed 2 shrinks them (the case this test is about).
+    vz = vector_field(
+        _zhang(), b1=0.0, b2=0.9, samples=2**16, dtype=jnp.float32, seed=2, control_variate=False
+    )
+    with pytest.warns(RuntimeWarning, match=r"f̂ changes sign near θ = \[-2\.\] without a zero"):
+        z = vf_zero(vz, x0=np.array([-2.00007]))
+    assert not z.success and abs(z.residual[0]) > 0.1
+    # With the control variates no seed may claim a zero either (θ = −2 itself, where
+    # every f_i' vanishes and f̂ = 0 exactly, has a singular Jacobian: no success).
     for seed in (0, 1, 2):
         vz = vector_field(_zhang(), b1=0.0, b2=0.9, samples=2**16, dtype=jnp.float32, seed=seed)
-        match = "changes sign near θ = \\[-2\\.\\] without a zero" if seed == 1 else "vf_zero: "
-        with pytest.warns(RuntimeWarning, match=match):
+        with pytest.warns(RuntimeWarning, match="vf_zero: "):
             z = vf_zero(vz, x0=np.array([-2.00007]))
-        assert not z.success and abs(z.residual[0]) > 0.1
+        assert not z.success
 
 
 def test_taylor_control_is_unbiased_on_the_skewed_quadratic():
-    """The Taylor control adds back E[Y_k] = φ₀ ∇L + φ₁ Σ_j a_j b_j Cov(G, G²); with
-    Exp(1) − 1 noise at (α, β) = (0.8, 0.95) the covariance term is ~100 SE. The
+    """The Taylor control's known mean is E[Y_k] = φ′ Σ_j a_j b_j Cov(G, G²); with
+    Exp(1) − 1 noise at (α, β) = (0.8, 0.95) it is ~100 SE. The
     estimate agrees within 4 SE with the plain chain average (no controls, no known
     means) on independent samples, and its SE is mostly several times smaller."""
     pb = _quad("exponential", dim=2)
@@ -390,8 +397,8 @@ def test_taylor_control_is_unbiased_on_the_skewed_quadratic():
     fp, sp = (np.asarray(x) for x in plain(th))
     assert np.all(np.abs(f - fp) <= 4 * np.hypot(se, sp)), (f - fp) / np.hypot(se, sp)
     assert np.median(se / sp) < 0.3, se / sp
-    phi0, phi1, _, ey = (np.asarray(x) for x in vector_field(pb, **kw)._taylor(th[0]))
-    assert np.all(np.abs(ey - phi0 * np.asarray(pb.grad(th[0]))) > 50 * se[0])
+    ey = np.asarray(vector_field(pb, **kw)._taylor(th[0])[2])
+    assert np.all(np.abs(ey) > 50 * se[0])
 
 
 def _regression_iterate():

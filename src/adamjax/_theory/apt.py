@@ -384,7 +384,8 @@ def _field_for(cfg: SimConfig, hp, starts: np.ndarray, opts: FieldOptions, horiz
         pad = 0.05 * (hi - lo) + 1e-3 * max(1.0, abs(lo), abs(hi))
         return vf.tabulate(lo - pad, hi + pad, opts.nodes), vf
     if vf.method == "chain" and grid_tabulable(cfg.problem) and len(finite):
-        return flow_table(vf, finite, opts.nodes, horizon, dt), vf
+        target = None if opts.samples else opts.target_se
+        return flow_table(vf, finite, opts.nodes, horizon, dt, target), vf
     return vf, vf
 
 

@@ -63,6 +63,10 @@ def widest_thin(vf, build, samples: int, batches: int, target_se: float, pts, se
         if t <= th:
             continue
         wider = build(round_samples(samples, batches, t), t)
+        # (The fast path's weights grow with M: a longer chain may not have one. Then
+        # build gives the generic chain, unthinned and slower: not wanted here.)
+        if wider.moments is None:
+            continue
         if float(jnp.max(wider(pts)[1])) <= THIN_SE_MARGIN * target_se:
             return wider
     return vf

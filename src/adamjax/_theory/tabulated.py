@@ -9,6 +9,7 @@ what the ODE flows of thousands of runs need.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax.numpy as jnp
@@ -175,7 +176,9 @@ class GridField(AbstractField):
         return np.all((theta >= lo) & (theta <= hi), axis=(-2, -1))
 
 
-def flow_table(vf: AbstractField, starts: np.ndarray, nodes: int, horizon: float, dt):
+def flow_table(
+    vf: AbstractField, starts: np.ndarray, nodes: int, horizon: float, dt, target_se=None
+):
     """The bicubic table of a two-parameter field for the flows from ``starts`` (P, 2), or
     the estimator itself where a table would not be accurate.
 
@@ -183,8 +186,9 @@ def flow_table(vf: AbstractField, starts: np.ndarray, nodes: int, horizon: float
     the fastest |f̂| at (up to 64 of) the starts (a flow that still leaves it is integrated
     again with the estimator, ``apt.apt_prepare``). The check: at those starts and 64 points
     spread over the box the table must agree with the estimator to its median SE (then
-    the table adds at most the estimator's own error) — a box made wide by a far-off run
-    would leave the field under-resolved.
+    the table adds at most the estimator's own error), or, given the ``target_se`` the
+    field was asked for, so that the two errors together, √(gap² + SE²), stay within it
+    — a box made wide by a far-off run would leave the field under-resolved.
     """
     lo, hi = starts.min(0), starts.max(0)
     some = jnp.asarray(
@@ -201,4 +205,6 @@ def flow_table(vf: AbstractField, starts: np.ndarray, nodes: int, horizon: float
     f_spread, se_spread = (np.asarray(a) for a in vf(spread))
     f, se = np.concatenate([f_some, f_spread]), np.concatenate([se_some, se_spread])
     gap = np.nanmax(np.abs(np.asarray(tab.value(jnp.concatenate([some, spread]))) - f))
-    return tab if gap <= np.nanmedian(se) else vf
+    med = float(np.nanmedian(se))
+    tol = med if target_se is None else max(med, math.sqrt(max(target_se**2 - med**2, 0.0)))
+    return tab if gap <= tol else vf

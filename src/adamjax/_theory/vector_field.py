@@ -42,12 +42,12 @@ closed form (quadratic, finite sums) the batch means of v are a second control.
 The fluctuations of m and v — most of the variance — cancel; on the asymmetric
 quadratic with (α, β) = (0.9, 0.99) the variance drops ≈ 15× at the zero of f
 and ≈ 100× at |θ| = 1. Where Cov(G, G²) is known too (i.i.d. samples of the
-quadratic and of finite sums) the chains average r_k − Y_k instead, with
-Y_k = m_k (φ₀ + φ₁ (v_k − E[G²])) the first-order Taylor expansion of r in v
-(φ(v) = 1/(ε + √(v + ε_root)), (φ₀, φ₁) = (φ, φ′)(E[G²])), and add back its mean
-φ₀ ∇L + φ₁ Cov(m_k, v_k), which is known exactly (``VectorField._taylor``): what is
-left to average is O((v_k − E[G²])²). On the regression network at (0.9, 0.999) this
-cuts the SE a further 15–20×.
+quadratic and of finite sums) a third control is r's first-order term in v,
+Y_k = φ′(E[G²]) m_k (v_k − E[G²]) with φ(v) = 1/(ε + √(v + ε_root)) (so that
+r_k = φ(E[G²]) m_k + Y_k + O((v_k − E[G²])²)), whose mean φ′ Cov(m_k, v_k) is known
+exactly (``VectorField._taylor``); its coefficient is fitted like the others'. On the
+regression network at (0.9, 0.999) the SE falls a further 10–20×, on the quadratic
+up to 30× at the zero of f; where it gains nothing it costs one degree of freedom.
 
 Cost per θ: O(M · dim · (cost of G + ~150 flops)) for the generic chain (the blocked
 scan is a 64-wide matmul per element), vectorised over θ in chunks of at most 2**22
@@ -168,22 +168,19 @@ class VectorField(AbstractField):
             g = self.problem.grad(theta)
             f = g / (eps + jnp.sqrt(g * g + er))
             return f, jnp.zeros((2, theta.shape[0]), theta.dtype), 0
-        # With the Taylor control the chains average r_k − Y_k (and E[Y_k] is added back).
-        taylor = self._taylor(theta)
+        taylor = self._taylor(theta)  # the third control, where its mean is known
+        yb = None
         if self.moments is not None:
             # Fast path (``moments``): m_k, v_k from θ-free weights, no scan.
             m, v = self.moments.mv(self.problem, theta)
         elif self.scan == "sequential":
-            rb, mb, vb = self._batch_means_seq(theta, taylor)
+            rb, mb, vb, yb = self._batch_means_seq(theta, taylor)
         else:
             g = jax.vmap(self.problem.innovation, (None, 0))(theta, self.xs)  # (M, d)
             m = circular_ema(g, b1, self.scan)
             v = circular_ema(g * g, b2, self.scan)
         if self.moments is not None or self.scan != "sequential":
             r = m / (eps + jnp.sqrt(v + er))
-            if taylor is not None:
-                phi0, phi1, eg2, _ = taylor
-                r = r - m * (phi0 + phi1 * (v - eg2))
             B = self.batches
             M = r.shape[0]
 
@@ -191,8 +188,8 @@ class VectorField(AbstractField):
                 return a.reshape(B, M // B, -1).mean(axis=1)  # (B, d)
 
             rb, mb, vb = bmean(r), bmean(m), bmean(v)
-        if taylor is not None:
-            rb = rb + taylor[3]
+            if taylor is not None:
+                yb = bmean(taylor[0] * m * (v - taylor[1]))
         if not self.control_variate:
             return rb.mean(0), rb - rb.mean(0), 0
         # Controls: batch means of m and v minus their known means ∇L and E[G²]
@@ -201,6 +198,8 @@ class VectorField(AbstractField):
         eg2 = self._second_moment(theta)
         if eg2 is not None:
             ctl.append(vb - eg2)
+        if taylor is not None:
+            ctl.append(yb - taylor[2])
         C = jnp.stack(ctl, -1)  # (B, d, k)
         Cc = C - C.mean(0)
         dr = rb - rb.mean(0)
@@ -216,7 +215,8 @@ class VectorField(AbstractField):
         return adj.mean(0), adj - adj.mean(0), k
 
     def _batch_means_seq(self, theta, taylor=None):
-        """Batch means of r_k = m_k/(ε+√(v_k+ε_root)), m_k and v_k (each (B, d)) by
+        """Batch means of r_k = m_k/(ε+√(v_k+ε_root)), m_k, v_k and (with ``taylor``, else
+        None) the Taylor control φ₁ m_k (v_k − E[G²]) (each (B, d)) by
         sequential passes over the samples, nothing of length M materialised: the
         first runs the recursions from 0 around the circle to get the stationary start
         m_0 = m⁽⁰⁾_M/(1−α^M) (and v_0 alike), the second runs them from there, sums r_k
@@ -242,22 +242,26 @@ class VectorField(AbstractField):
         xb = jax.tree_util.tree_map(lambda a: a.reshape(B, L, *a.shape[1:]), self.xs)
 
         # One sequential pass for r_k with a single accumulator (XLA keeps such a loop
-        # as one tight kernel on CPU; with three accumulators it was 8× slower), which
-        # also hands out m and v at the end of every batch.
+        # as one tight kernel on CPU; with three it was 8× slower; the Taylor control
+        # rides in it, stacked), which also hands out m and v at every batch end.
         def step(c, x):
             mv, acc = c
             mv, _ = moments(mv, x)
             m, v = mv
             r = m / (eps + jnp.sqrt(v + er))
             if taylor is not None:
-                r = r - m * (taylor[0] + taylor[1] * (v - taylor[2]))
+                r = jnp.stack([r, taylor[0] * m * (v - taylor[1])])
             return (mv, acc + r), None
 
         def batch(mv, xs_b):
-            (mv, acc), _ = jax.lax.scan(step, (mv, z), xs_b, unroll=UNROLL)
+            acc0 = z if taylor is None else jnp.stack([z, z])
+            (mv, acc), _ = jax.lax.scan(step, (mv, acc0), xs_b, unroll=UNROLL)
             return mv, (acc / L, mv)
 
         _, (rb, (m_end, v_end)) = jax.lax.scan(batch, start, xb)
+        yb = None
+        if taylor is not None:
+            rb, yb = rb[:, 0], rb[:, 1]
 
         # The batch means of m and v need no recursion: summing m_k − α m_{k−1} =
         # (1 − α) g_k over a batch a..b gives Σ m_k = Σ g_k − α/(1 − α)·(m_b − m_{a−1})
@@ -272,7 +276,7 @@ class VectorField(AbstractField):
         v_prev = jnp.concatenate([start[1][None], v_end[:-1]])
         mb = (gs - b1 / (1 - b1) * (m_end - m_prev)) / L
         vb = (g2s - b2 / (1 - b2) * (v_end - v_prev)) / L
-        return rb, mb, vb
+        return rb, mb, vb, yb
 
     def _second_moment(self, theta):
         """E[G²] where it is known for the way the samples were drawn: i.i.d., or a
@@ -287,12 +291,9 @@ class VectorField(AbstractField):
         return None
 
     def _taylor(self, theta):
-        """(φ₀, φ₁, E[G²], E[Y]) of the Taylor control Y_k = m_k (φ₀ + φ₁ (v_k − E[G²])),
-        or None where its mean is not known (no control variate, a non-i.i.d. stream, no
-        closed-form E[G²] or Cov(G, G²)). φ(v) = 1/(ε + √(v + ε_root)) is expanded to
-        first order at E[G²], so Y_k follows r_k = m_k φ(v_k) up to O((v_k − E[G²])²).
-        E[Y_k] = φ₀ ∇L + φ₁ Cov(m_k, v_k), and for i.i.d. g_k on the circular chain
-        Cov(m_k, v_k) = Σ_j a_j b_j · Cov(G, G²) with the circular weights
+        """(φ₁, E[G²], E[Y_k]) of the Taylor control Y_k = φ₁ m_k (v_k − E[G²]) (module
+        docstring), or None where its mean is not known. E[Y_k] = φ₁ Cov(m_k, v_k), and
+        for i.i.d. g_k on the circular chain Cov(m_k, v_k) = Σ_j a_j b_j Cov(G, G²), with
         a_j = (1 − α)α^j / (1 − α^M), b_j = (1 − β)β^j / (1 − β^M), j < M."""
         if not self.control_variate or self.scheme != "iid":
             return None
@@ -304,10 +305,12 @@ class VectorField(AbstractField):
         a, be, M = self.b1, self.b2, self.samples
         wab = (1 - a) * (1 - be) * (1 - (a * be) ** M) / ((1 - a**M) * (1 - be**M) * (1 - a * be))
         s = jnp.sqrt(eg2 + self.eps_root)
-        phi0 = 1 / (self.eps + s)
-        # φ'(E[G²]); where E[G²] + ε_root = 0 (no gradient, no noise) Y = φ₀ m_k.
-        phi1 = jnp.where(s > 0, -(phi0**2) / (2 * jnp.where(s > 0, s, 1)), 0)
-        return phi0, phi1, eg2, phi0 * self.problem.grad(theta) + phi1 * wab * cov
+        # φ′(E[G²]), set to 0 (Y_k = 0) where G has no variance at θ: there v_k − E[G²]
+        # is rounding, which the fitted coefficient would amplify into the estimate.
+        g = self.problem.grad(theta)
+        noisy = (eg2 - g * g > 64 * jnp.finfo(s.dtype).eps * eg2) & (s > 0)
+        phi1 = jnp.where(noisy, -1 / (2 * jnp.where(noisy, s, 1) * (self.eps + s) ** 2), 0)
+        return phi1, eg2, phi1 * wab * cov
 
     @property
     def _batch_size(self) -> int:
@@ -465,8 +468,8 @@ def vector_field(
       chains once (module ``moments``): an evaluation costs O(M/thin) flops without
       scans. ``thin``: r_k is averaged at every thin-th k (a power of two ≤ 1024; default
       the largest ≤ 1/(1 − α) for i.i.d. samples, 1 for ``reshuffle``/``cyclic``; with
-      ``target_se`` it is then doubled while the pilot's SE stays within half the target,
-      see ``chain_length.widest_thin``);
+      ``target_se`` it is then widened where the SE at the pilot points stays within
+      half the target, see ``chain_length.widest_thin``);
       ``thin=1`` gives the generic chain's estimate. ``scan``: ``"auto"`` (default:
       ``"sequential"`` on CPU, ``"blocked"`` elsewhere),
       ``"sequential"``, ``"blocked"`` or ``"associative"`` (see the module docstring).
