@@ -241,27 +241,27 @@ class VectorField(AbstractField):
 
         xb = jax.tree_util.tree_map(lambda a: a.reshape(B, L, *a.shape[1:]), self.xs)
 
-        # One sequential pass for r_k with a single accumulator (XLA keeps such a loop
-        # as one tight kernel on CPU; with three it was 8× slower; the Taylor control
-        # rides in it, stacked), which also hands out m and v at every batch end.
+        # One pass for r_k with one accumulator (a tight kernel on CPU; with three 8×
+        # slower; the Taylor control's m_k(v_k − E[G²]) is a second: stacked with r_k's
+        # it was 2× slower), handing out m and v at every batch end.
         def step(c, x):
             mv, acc = c
             mv, _ = moments(mv, x)
             m, v = mv
             r = m / (eps + jnp.sqrt(v + er))
-            if taylor is not None:
-                r = jnp.stack([r, taylor[0] * m * (v - taylor[1])])
-            return (mv, acc + r), None
+            if taylor is None:
+                return (mv, acc + r), None
+            return (mv, (acc[0] + r, acc[1] + m * (v - taylor[1]))), None
 
         def batch(mv, xs_b):
-            acc0 = z if taylor is None else jnp.stack([z, z])
+            acc0 = z if taylor is None else (z, z)
             (mv, acc), _ = jax.lax.scan(step, (mv, acc0), xs_b, unroll=UNROLL)
-            return mv, (acc / L, mv)
+            return mv, (jax.tree_util.tree_map(lambda a: a / L, acc), mv)
 
         _, (rb, (m_end, v_end)) = jax.lax.scan(batch, start, xb)
         yb = None
         if taylor is not None:
-            rb, yb = rb[:, 0], rb[:, 1]
+            rb, yb = rb[0], taylor[0] * rb[1]
 
         # The batch means of m and v need no recursion: summing m_k − α m_{k−1} =
         # (1 − α) g_k over a batch a..b gives Σ m_k = Σ g_k − α/(1 − α)·(m_b − m_{a−1})
