@@ -168,7 +168,10 @@ class VectorField(AbstractField):
             g = self.problem.grad(theta)
             f = g / (eps + jnp.sqrt(g * g + er))
             return f, jnp.zeros((2, theta.shape[0]), theta.dtype), 0
-        taylor = self._taylor(theta)  # the third control, where its mean is known
+        # ∇L and E[G²] once: the known means of the controls (None where not used).
+        grad = self.problem.grad(theta) if self.control_variate else None
+        eg2 = self._second_moment(theta) if self.control_variate else None
+        taylor = self._taylor(theta, grad, eg2)  # the third control, where its mean is known
         yb = None
         if self.moments is not None:
             # Fast path (``moments``): m_k, v_k from θ-free weights, no scan.
@@ -194,8 +197,7 @@ class VectorField(AbstractField):
             return rb.mean(0), rb - rb.mean(0), 0
         # Controls: batch means of m and v minus their known means ∇L and E[G²]
         # (stationary chain: E[m_k] = E[G], E[v_k] = E[G²]).
-        ctl = [mb - self.problem.grad(theta)]
-        eg2 = self._second_moment(theta)
+        ctl = [mb - grad]
         if eg2 is not None:
             ctl.append(vb - eg2)
         if taylor is not None:
@@ -290,25 +292,23 @@ class VectorField(AbstractField):
             return self.problem.second_moment(theta, b, replace=False)
         return None
 
-    def _taylor(self, theta):
+    def _taylor(self, theta, grad, eg2):
         """(φ₁, E[G²], E[Y_k]) of the Taylor control Y_k = φ₁ m_k (v_k − E[G²]) (module
-        docstring), or None where its mean is not known. E[Y_k] = φ₁ Cov(m_k, v_k), and
+        docstring), or None where its mean is not known; ``grad``, ``eg2``: ∇L and E[G²]
+        at θ (as the other controls use them). E[Y_k] = φ₁ Cov(m_k, v_k), and
         for i.i.d. g_k on the circular chain Cov(m_k, v_k) = Σ_j a_j b_j Cov(G, G²), with
         a_j = (1 − α)α^j / (1 − α^M), b_j = (1 − β)β^j / (1 − β^M), j < M."""
-        if not self.control_variate or self.scheme != "iid":
+        if not self.control_variate or self.scheme != "iid" or eg2 is None:
             return None
-        b = self._batch_size
-        eg2 = self.problem.second_moment(theta, b)
-        cov = self.problem.cross_moment(theta, b)
-        if eg2 is None or cov is None:
+        cov = self.problem.cross_moment(theta, self._batch_size)
+        if cov is None:
             return None
         a, be, M = self.b1, self.b2, self.samples
         wab = (1 - a) * (1 - be) * (1 - (a * be) ** M) / ((1 - a**M) * (1 - be**M) * (1 - a * be))
         s = jnp.sqrt(eg2 + self.eps_root)
         # φ′(E[G²]), set to 0 (Y_k = 0) where G has no variance at θ: there v_k − E[G²]
         # is rounding, which the fitted coefficient would amplify into the estimate.
-        g = self.problem.grad(theta)
-        noisy = (eg2 - g * g > 64 * jnp.finfo(s.dtype).eps * eg2) & (s > 0)
+        noisy = (eg2 - grad * grad > 64 * jnp.finfo(s.dtype).eps * eg2) & (s > 0)
         phi1 = jnp.where(noisy, -1 / (2 * jnp.where(noisy, s, 1) * (self.eps + s) ** 2), 0)
         return phi1, eg2, phi1 * wab * cov
 
