@@ -293,7 +293,9 @@ def _simulate_one(cfg: SimConfig, p: RunParams) -> RunResult:
         # record step (an unbatched cond picks) checks, step by step, whether to copy θ
         # into its snapshot row (in place) — the other steps pay nothing for recording.
         pos = jnp.full((B,), K, jnp.int32).at[off].min(jnp.arange(K, dtype=jnp.int32))
-        sub_has = jnp.any((pos < K).reshape(n_sub, Bs), axis=1)
+        # A block without records has a padding row (offset 0, the spare slot): none of
+        # its sub-blocks takes the recording branch.
+        sub_has = rec_here & jnp.any((pos < K).reshape(n_sub, Bs), axis=1)
 
         def rec_step(cc, inp):
             n, x, j = inp
