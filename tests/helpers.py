@@ -35,3 +35,16 @@ def base_spec(**over):
         else:
             spec[key] = v
     return spec
+
+
+def assert_same(a, b):
+    """Identical data, coordinates and provenance (except the creation time and the
+    device count) of two results datasets."""
+    import xarray as xr
+
+    a, b = a.load(), b.load()
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    drop = {"created", "device_count", "device_counts"}
+    assert {k: v for k, v in a.attrs.items() if k not in drop} == {
+        k: v for k, v in b.attrs.items() if k not in drop
+    }

@@ -93,11 +93,9 @@ from ._launch.summary import summary_table as summary_table
 from ._theory.apt import APTObserver as APTObserver
 from ._theory.apt import APTResult as APTResult
 from ._theory.apt import FieldOptions as FieldOptions
-from ._theory.apt import WindowOptions as WindowOptions
 from ._theory.apt import apt_error as apt_error
 from ._theory.apt import apt_errors_from as apt_errors_from
 from ._theory.apt import apt_prepare as apt_prepare
-from ._theory.apt import window_starts as window_starts
 from ._theory.decay import DecayFit as DecayFit
 from ._theory.decay import fit_decay as fit_decay
 from ._theory.field import AbstractField as AbstractField
@@ -106,6 +104,8 @@ from ._theory.flow import flow as flow
 from ._theory.tabulated import GridField as GridField
 from ._theory.tabulated import TabulatedField as TabulatedField
 from ._theory.vector_field import VectorField as VectorField
+from ._theory.windows import WindowOptions as WindowOptions
+from ._theory.windows import window_starts as window_starts
 from ._theory.zeros import Lyapunov as Lyapunov
 from ._theory.zeros import Zero as Zero
 from ._theory.zeros import bracket_zero as bracket_zero

@@ -83,6 +83,7 @@ def _showwarning(message, category, filename, lineno, file=None, line=None):
 _DELEGATED = ("figures", "demo", "bench")
 # The results folder of the current ``adamjax run`` (what an interruption can keep).
 _RUN_FOLDER: list[Path] = []
+_RUN_T0: list[float] = [0.0]  # when it started (wall clock, as file times)
 _FIGUREKIT = "figurekit.py"  # the figure scripts' entry point in experiments/
 
 
@@ -247,9 +248,18 @@ def parse_size(text: str) -> float:
 
 
 def _stopped(word: str) -> str:
-    """What a stopped command kept: a run's folder holds its layout once a chunk is stored
-    (before that, e.g. in [flow]'s pass 1, there is nothing to resume)."""
+    """What a stopped command kept: a run's folder holds its layout once a chunk is stored;
+    before that, [flow]'s finished pass 1 and batches of flows (``OUT/<name>/prepare``)."""
     if _RUN_FOLDER and not (_RUN_FOLDER[0] / "layout.json").is_file():
+        kept, new = _RUN_FOLDER[0] / "prepare", False
+        # Parts this command wrote (not a stopped run's of another spec or version).
+        with contextlib.suppress(OSError):
+            new = any(p.stat().st_mtime >= _RUN_T0[0] for p in kept.rglob("*.npz"))
+        if kept.is_dir() and new:
+            return (
+                f"{word} in the preparation: its finished part is kept in {kept} "
+                "(resume with --resume)"
+            )
         return f"{word} before any chunk was stored: nothing to resume (run the spec again)"
     return f"{word} (resume with --resume)"
 
@@ -271,6 +281,7 @@ def cmd_run(a) -> int:
     with contextlib.suppress(Exception):  # a bad spec is reported by adamjax.run below
         loaded = adamjax.load_spec(spec, scale=a.scale, overrides=a.overrides, warn=False)
         _RUN_FOLDER[:] = [out / loaded.spec["name"]]
+        _RUN_T0[0] = time.time() - 1.0  # file times may be coarse
     t0 = time.perf_counter()
     ds = adamjax.run(
         spec,

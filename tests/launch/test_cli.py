@@ -6,6 +6,7 @@ of the bad-input cases run concurrently (one fixture), so the whole file costs a
 few seconds of wall time.
 """
 
+import os
 import subprocess
 import sys
 
@@ -311,7 +312,27 @@ def test_interrupted_before_any_chunk_says_nothing_to_resume(tmp_path, monkeypat
         "adamjax: error: interrupted before any chunk was stored: nothing to resume (run the "
         "spec again)"
     ], err
-    (tmp_path / "o" / "early").mkdir(parents=True)
+    # A part kept by an earlier run (another spec or version) is not this run's.
+    kept = tmp_path / "o" / "early" / "prepare"
+    (kept / "old" / "recorder0" / "group0").mkdir(parents=True)
+    old = kept / "old" / "recorder0" / "group0" / "pass1.npz"
+    old.write_bytes(b"")
+    os.utime(old, (0, 0))
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o")]) == EXIT_INTERRUPTED
+    assert "nothing to resume" in capsys.readouterr().err
+
+    # Stopped in [flow]'s preparation after a part of it was kept (``checkpoint``).
+    def stop_in_flows(*a, **k):
+        (kept / "h-v").mkdir(exist_ok=True)
+        (kept / "h-v" / "pass1.npz").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adamjax, "run", stop_in_flows)
+    assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o")]) == EXIT_INTERRUPTED
+    assert capsys.readouterr().err.strip() == (
+        f"adamjax: error: interrupted in the preparation: its finished part is kept in {kept} "
+        "(resume with --resume)"
+    )
     (tmp_path / "o" / "early" / "layout.json").write_text("{}")  # a chunk was stored
     assert main(["run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o")]) == EXIT_INTERRUPTED
     assert capsys.readouterr().err.strip() == "adamjax: error: interrupted (resume with --resume)"

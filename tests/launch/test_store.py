@@ -20,7 +20,7 @@ from adamjax import SpecError, make_plan
 from adamjax._launch import store as _store
 from adamjax._launch import sweep as _sweep
 from clihelp import cli_cmd, cli_env, popen, run_cli, write_spec
-from helpers import base_spec
+from helpers import assert_same, base_spec
 
 
 @pytest.fixture
@@ -40,16 +40,6 @@ def small_spec(name="st", **over):
     spec["problem"] = {"kind": "zhang", "n": 5}
     spec["sweep"] = {"optimizer.b1": [0.0, 0.5, 0.9], "optimizer.b2": [0.6, 0.99]}
     return spec
-
-
-def assert_same(a: xr.Dataset, b: xr.Dataset):
-    """Identical data, coordinates and provenance (except the creation time)."""
-    a, b = a.load(), b.load()
-    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
-    drop = {"created", "device_count", "device_counts"}
-    assert {k: v for k, v in a.attrs.items() if k not in drop} == {
-        k: v for k, v in b.attrs.items() if k not in drop
-    }
 
 
 @pytest.mark.parametrize(
@@ -262,7 +252,7 @@ def test_concurrent_launch_into_same_folder_is_refused(tmp_path):
 # --- hostile folders, damage, stray files (reliability issue) ----------------------
 
 
-@pytest.mark.parametrize("name", [".lock", "progress", "results.zarr", "layout.json"])
+@pytest.mark.parametrize("name", [".lock", "progress", "results.zarr", "layout.json", "prepare"])
 def test_symlinks_in_the_output_folder_are_refused(tmp_path, name):
     """A link planted in OUT/<name> (pointing at a file the victim may write, or
     dangling) is refused in one line with exit 2; the link's target is untouched."""
@@ -500,9 +490,11 @@ def test_sigterm_during_a_long_flow_batch_exits_at_once(tmp_path):
     assert p.returncode == 143, text
     # (tqdm's carriage returns: a bar may still draw after the message)
     errors = [ln for ln in re.split(r"[\r\n]", text) if ln.startswith("adamjax: error")]
-    # Stopped inside [flow]'s flows, before any chunk was stored: nothing to resume.
+    # Stopped inside [flow]'s flows, before any chunk was stored: pass 1 is kept.
+    kept = tmp_path / "res" / "stiff" / "prepare"
     assert errors == [
-        "adamjax: error: terminated before any chunk was stored: nothing to resume "
-        "(run the spec again)"
+        "adamjax: error: terminated in the preparation: its finished part is kept in "
+        "res/stiff/prepare (resume with --resume)"
     ], text
+    assert "pass1.npz" in [p.name for p in kept.rglob("*.npz")]
     assert "Traceback" not in text and waited < 10, (waited, text)

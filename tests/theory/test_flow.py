@@ -77,3 +77,30 @@ def test_flow_progress_bar_shows_the_solve_and_changes_nothing(capsys):
     assert capsys.readouterr().err == ""
     np.testing.assert_array_equal(with_bar.ys, plain.ys)
     np.testing.assert_array_equal(with_bar.num_steps, plain.num_steps)
+
+
+def test_flows_batched_keeps_and_reuses_finished_batches(monkeypatch):
+    """With ``saved``, every finished batch is kept under its name and read back instead
+    of solved again; the values are those of a run without it."""
+    import adamjax._theory.flow as flow_mod
+    from adamjax._theory.apt import FieldOptions
+
+    monkeypatch.setattr(flow_mod, "FLOW_BATCH", 2)
+    vf = vector_field(_quad("none"), b1=0.9, b2=0.99, eps=0.1)
+    starts = np.array([[0.5], [1.0], [2.0], [3.0], [4.0]])
+    ts, opts = np.linspace(0.0, 0.4, 5), FieldOptions(rtol=1e-10, atol=1e-12)
+    ticks = []
+    plain = flow_mod.flows_batched(vf, starts, ts, opts, F64, ticks.append)
+    assert ticks == [2, 4, 5]
+    saved = {}
+    kept = flow_mod.flows_batched(vf, starts, ts, opts, F64, lambda n: None, saved=saved)
+    assert sorted(saved) == ["flows.0.2", "flows.2.2", "flows.4.2"]
+    for a, b in zip(plain, kept, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Read back: a solve would fail now (no step allowed), the kept values come back.
+    saved.pop("flows.2.2")
+    again = flow_mod.flows_batched(
+        vf, starts, ts, opts._replace(max_steps=1), F64, ticks.append, saved=saved
+    )
+    np.testing.assert_array_equal(again[0][[0, 1, 4]], plain[0][[0, 1, 4]])
+    assert not again[1][2:4].any() and again[1][[0, 1, 4]].all()

@@ -9,6 +9,7 @@ order of a spec's path through them:
 * ``problems``    — the problem of a grid point: built-in, user ``module:callable``, object;
 * ``recorders``   — per-run outputs beyond the engine's (the ``[flow]`` APT error);
 * ``plan``        — groups of runs that share one compiled program, recorders prepared;
+* ``checkpoint``  — the preparation's finished parts kept on disk ([flow]: pass 1, flows);
 * ``execute``     — running groups into flat arrays; ``outcome``: converged / diverging;
 * ``dataset``     — flat arrays → the labelled ``xarray.Dataset`` with provenance;
 * ``progress``    — the one progress display;

@@ -37,6 +37,7 @@ from .._engine.problems.registry import problem_dim
 from .._engine.sampling import run_keys
 from .._engine.schedules import SchedHParams
 from .._engine.simulate import RunParams, SimConfig, default_block, log_spaced_steps, shares_powers
+from .checkpoint import PrepareFolder
 from .problems import Problems, is_user_kind
 from .recorders import Recorder, default_recorders
 from .spec import LoadedSpec, axes_of, check_theta0, grid_points, issue_notes, load_spec
@@ -233,6 +234,7 @@ def make_plan(
     budget: float | None = None,
     problem: Problem | None = None,
     progress: bool | str | None = False,
+    prepare: PrepareFolder | None = None,
 ) -> Plan:
     """Validate ``spec`` and build its :class:`Plan`, recorders prepared (with ``[flow]``
     this runs the APT pass 1 and integrates the flows); no simulation of the runs yet.
@@ -246,6 +248,8 @@ def make_plan(
         progress: the display of the recorders' preparation (the ``[flow]`` pass 1,
             fields and flows): False (default, nothing), None (a bar on a terminal, log
             lines otherwise), True, or ``"bar"``/``"log"``/``"off"``.
+        prepare: where the recorders keep their finished work (``adamjax.run`` with an
+            output folder), so that a stopped run continues from there; None: nowhere.
     """
     if isinstance(spec, LoadedSpec):
         loaded = spec
@@ -367,8 +371,12 @@ def make_plan(
     issue_notes(loaded.deferred)
     if wrap is not None:
         warnings.warn(wrap, UserWarning, stacklevel=2)
-    for rec in recorders:
-        for g, (obs, args) in zip(plan.groups, rec.prepare(plan, progress), strict=True):
+    kept = None
+    if prepare is not None:
+        kept = prepare.open(loaded.hash, bool(build.provenance.get("problem_hash")))
+    for i, rec in enumerate(recorders):
+        parts = None if kept is None else kept.part(f"recorder{i}")
+        for g, (obs, args) in zip(plan.groups, rec.prepare(plan, progress, parts), strict=True):
             if obs is None:
                 continue
             if g.cfg.observer is not None:

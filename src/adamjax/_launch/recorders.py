@@ -23,10 +23,11 @@ import numpy as np
 
 from .._engine.errors import AssumptionWarning, SpecError
 from .._engine.simulate import Observer, RunResult
-from .._theory.apt import FieldOptions, apt_errors_from, apt_prepare, window_starts
+from .._theory.apt import FieldOptions, apt_errors_from, apt_prepare
 from .._theory.decay import fit_decay
 from .._theory.tabulated import GRID_MAX_NODES, grid_tabulable
 from .._theory.vector_field import FIELD_OPTIMIZERS, MAX_SAMPLES, min_samples
+from .._theory.windows import window_starts
 from .progress import Progress, resolve_mode
 
 
@@ -45,10 +46,12 @@ class Recorder(abc.ABC):
         """Memory one run of a chunk needs for this recorder (sizes the chunks)."""
 
     @abc.abstractmethod
-    def prepare(self, plan, progress=None) -> list[tuple[Observer | None, Any]]:
+    def prepare(self, plan, progress=None, kept=None) -> list[tuple[Observer | None, Any]]:
         """Per group of ``plan``: the engine observer and its per-run inputs (leading run
         axis over the group's runs), or ``(None, None)``. ``progress``: the display mode
-        of :class:`~adamjax._launch.progress.Progress` for work done here."""
+        of :class:`~adamjax._launch.progress.Progress` for work done here. ``kept``: a
+        :class:`~adamjax._launch.checkpoint.Checkpoint` for the finished parts of long
+        work (read back instead of computed again), or None."""
 
     @abc.abstractmethod
     def finalize(self, group, result: RunResult) -> dict[str, np.ndarray]:
@@ -135,11 +138,11 @@ class APTRecorder(Recorder):
         windows, grid = self.flow["windows"], self.flow["grid"]
         return 8 * (2 * windows * grid * dim + windows * (dim + 6) + block * (dim + 2))
 
-    def prepare(self, plan, progress=None):
+    def prepare(self, plan, progress=None, kept=None):
         out = []
         show = _StageProgress(plan.spec["name"], progress)
         try:
-            for g in plan.groups:
+            for i, g in enumerate(plan.groups):
                 obs, args, used = apt_prepare(
                     g.cfg,
                     g.params,
@@ -149,6 +152,7 @@ class APTRecorder(Recorder):
                     chunk=g.chunk,
                     progress=show,
                     flow_bar=show.flow_bar,
+                    saved=None if kept is None else kept.part(f"group{i}"),
                 )
                 out.append((obs, args))
                 self.samples_used += [int(m) for m in used]

@@ -189,7 +189,10 @@ does not know.
 
 **Store layout.** `OUT/<name>/` holds `results.zarr`, `layout.json` (how the
 runs are cut into units) and `progress/` (a marker per completed unit, with the
-size and CRC-32 of each chunk file it wrote). A killed run continues with
+size and CRC-32 of each chunk file it wrote); with `[flow]`, until the results are
+complete, also `prepare/` (the finished parts of the preparation — pass 1's window
+starts and each batch of flows — so that a run stopped there does not redo them).
+A killed run continues with
 `adamjax run SPEC --out OUT --resume`, which first checks every finished unit
 against its marker and runs a damaged one again; `adamjax check OUT/<name>`
 verifies a store without running anything (exit 1 if a unit is unfinished or

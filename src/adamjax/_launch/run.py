@@ -8,6 +8,7 @@ from pathlib import Path
 from .._engine.problems.base import Problem
 from .._theory import vector_field as _vf
 from . import distributed as dist
+from .checkpoint import PrepareFolder
 from .dataset import adamjax_version, preload, to_dataset
 from .execute import execute
 from .plan import make_plan, point_problem
@@ -15,7 +16,15 @@ from .problems import is_user_kind
 from .progress import Progress
 from .recorders import PASS_2
 from .spec import grid_points, load_spec
-from .store import STORE, existing_text_hash, finished_here, refuse_unfinished
+from .store import (
+    STORE,
+    existing_text_hash,
+    finished_here,
+    refuse_links,
+    refuse_other_spec,
+    refuse_unfinished,
+    remove_prepared,
+)
 from .sweep import run_to_store, say_finished
 
 
@@ -53,7 +62,9 @@ def run(
             ``budget`` (bytes per device; default a quarter of the device memory,
             1 GiB on CPU shared by its devices).
         resume: with ``out``, skip the units an interrupted run of the same spec
-            completed.
+            completed. (With ``[flow]``, pass 1 and the finished batches of flows kept in
+            ``out/<name>/prepare/`` are read back unless ``force``: for a built-in problem
+            in any case, for a user's problem only with ``resume``.)
         force: with ``out``, overwrite a folder holding another spec's results or an
             unfinished run of this one (without ``resume`` or ``force`` such a run is
             refused, so that its finished units are not lost), or run a spec again whose
@@ -87,15 +98,30 @@ def run(
             and finished_here(root, loaded.hash, adamjax_version())
         ):
             say_finished(loaded.spec["name"], root / STORE)
+            remove_prepared(root)  # left by a run stopped after its results were complete
             import xarray as xr
 
             return xr.open_zarr(str(root / STORE))
+        if not user and dist.process_count() == 1:
+            # Another spec's results: refused now, not after [flow]'s preparation (a
+            # user's problem enters the hash only once built; ``sweep`` checks it then).
+            refuse_other_spec(root, loaded.hash, loaded.text_hash, force=force)
+    # With an output folder the preparation's finished parts ([flow]: pass 1 and each
+    # batch of flows) are kept there until the results are complete (``checkpoint``).
+    prepare = None
+    if out is not None:
+        refuse_links(root)  # before [flow]'s parts are read or written there
+        single = dist.process_count() == 1
+        prepare = PrepareFolder(
+            root, adamjax_version(), resume, force, writer=dist.process_index() == 0, refuse=single
+        )
     plan = make_plan(
         loaded,
         chunk=chunk,
         budget=budget,
         problem=problem,
         progress=progress if out is not None else mode,
+        prepare=prepare,
     )
     preload(store=out is not None)
     if out is not None:

@@ -16,9 +16,10 @@ from .._engine.problems.registry import BUILTINS, unknown_kind
 from .._engine.sampling import SCHEMES, SEED_MAX
 from .._engine.schedules import SCHEDULES, SchedHParams
 from .._engine.simulate import SimConfig
-from .._theory.apt import FieldOptions, WindowOptions
+from .._theory.apt import FieldOptions
 from .._theory.flow import ADAPTIVE_SOLVERS
 from .._theory.vector_field import MAX_BATCHES, MAX_SAMPLES
+from .._theory.windows import WindowOptions
 
 
 class ProblemKind:

@@ -8,6 +8,8 @@ Layout of ``OUT/<name>/``::
     layout.json       spec hash + how the runs are cut into units (written after
                       the skeleton: its presence means the skeleton is complete)
     progress/u000017  completion marker of unit 17 (written after its data is durable)
+    prepare/          with [flow], the finished parts of the preparation until the
+                      results are complete (``checkpoint``)
 
 **Units.** The lead dims of every variable are ``(*sweep axes, seed)`` and runs
 are numbered in C order over them. A *unit* is a block of runs that is one
@@ -51,6 +53,7 @@ from .._engine.errors import SpecError
 STORE = "results.zarr"
 LAYOUT = "layout.json"
 PROGRESS = "progress"
+PREPARE = "prepare"  # the preparation's finished parts until the results are complete
 LOCK = ".lock"
 # What ``check`` / ``summary`` / ``plot`` say of a folder whose run stopped too early.
 NOTHING_STORED = (
@@ -63,7 +66,7 @@ def refuse_links(root: Path) -> None:
     """Refuse (one line) an output folder whose lock, progress folder, layout or store is
     a symbolic link: adamjax writes, truncates and deletes there, and a link planted by
     anyone who can write into a shared folder would redirect that to the link's target."""
-    for name in (LOCK, PROGRESS, LAYOUT, STORE):
+    for name in (LOCK, PROGRESS, LAYOUT, STORE, PREPARE):
         p = root / name
         if p.is_symlink():
             raise SpecError(
@@ -223,8 +226,9 @@ def _fsync_path(path: Path) -> None:
 TMP_SUFFIX = ".tmp"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` durably: a temporary file, fsync, rename, fsync of the folder.
+def write_atomic(path: Path, text: str | bytes | memoryview) -> None:
+    """Write ``text`` (or bytes) to ``path`` durably: a temporary file, fsync, rename, fsync
+    of the folder.
 
     The temporary file is created exclusively and without following links (anything
     already under its name, a link included, is removed first, never written
@@ -235,12 +239,23 @@ def write_atomic(path: Path, text: str) -> None:
         if tmp.is_symlink() or tmp.is_file():  # ours, left by a killed process of this pid
             tmp.unlink()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w" if isinstance(text, str) else "wb") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a stop: no temporary file left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     _fsync_path(path.parent)
+
+
+def remove_prepared(root: Path) -> None:
+    """Drop the preparation's kept parts (``checkpoint``): the results are complete."""
+    if not (root / PREPARE).is_symlink():
+        shutil.rmtree(root / PREPARE, ignore_errors=True)
 
 
 def remove_stray_tmp(root: Path) -> int:
@@ -333,6 +348,27 @@ def refuse_unfinished(
         )
 
 
+def refuse_other_spec(root: Path, new: str, text_hash: str, *, force: bool, old=None) -> None:
+    """Refuse (unless ``force``) a folder holding the results of another spec than the one
+    of hash ``new`` (``text_hash``: of its text alone, to say when only the problem
+    changed). ``adamjax.run`` also calls this before planning (a built-in problem's hash
+    is known then), so that [flow]'s preparation is not computed only to be refused."""
+    old = existing_hash(root) if old is None else old
+    if old is None or old == new or force:
+        return
+    if text_hash and existing_text_hash(root) == text_hash:
+        raise SpecError(
+            f"out = {json.dumps(str(root))}: holds results of this spec with another "
+            "problem (the problem's code or data changed since: spec_hash "
+            f"{old}, now {new}); choose another --out or pass --force to overwrite"
+        )
+    raise SpecError(
+        f"out = {json.dumps(str(root))}: holds results of a different spec "
+        f"(spec_hash {old}, this spec {new}); choose another --out or pass --force "
+        "to overwrite"
+    )
+
+
 def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> Layout:
     """Process 0: check and (re)initialise the folder for ``layout`` (whose ``spec_hash``
     is the new spec's); returns the layout to use.
@@ -342,18 +378,7 @@ def prepare_folder(root: Path, layout: Layout, *, resume: bool, force: bool) -> 
     remove_stray_tmp(root)
     new = layout.spec_hash
     old = existing_hash(root)
-    if old is not None and old != new and not force:
-        if layout.text_hash and existing_text_hash(root) == layout.text_hash:
-            raise SpecError(
-                f"out = {json.dumps(str(root))}: holds results of this spec with another "
-                "problem (the problem's code or data changed since: spec_hash "
-                f"{old}, now {new}); choose another --out or pass --force to overwrite"
-            )
-        raise SpecError(
-            f"out = {json.dumps(str(root))}: holds results of a different spec "
-            f"(spec_hash {old}, this spec {new}); choose another --out or pass --force "
-            "to overwrite"
-        )
+    refuse_other_spec(root, new, layout.text_hash, force=force, old=old)
     refuse_unfinished(root, new, resume=resume, force=force, old=old)
     if resume and old == new and (root / LAYOUT).is_file():
         bad = damaged_units(root, done_units(root))

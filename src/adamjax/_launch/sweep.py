@@ -243,6 +243,7 @@ def _run_to_store(plan, root, layout, key, runner, ndev, held, *, progress, resu
             _record_launch(store)
         _summarize(store, plan)
         store_.write_summary(store, None, {"complete": 1})
+        store_.remove_prepared(root)  # the preparation's kept parts (``checkpoint``)
     dist.barrier(key + "/post")
     import xarray as xr  # here, not above: the import (preload) overlaps the first unit
 

@@ -11,6 +11,7 @@ Imports only the engine (``adamjax._engine``), never the launcher. Modules:
 * ``zeros``        — zeros of f (Newton, bracketing) and the Lyapunov check;
 * ``flow``         — the flow Φ_t of θ' = −f(θ) with diffrax, vmapped over starts, in
   batches; slopes on a grid;
+* ``windows``      — where the APT error is measured: window starts and ends;
 * ``apt``          — the asymptotic pseudo-trajectory error of every run (Thm 1.5);
 * ``decay``        — the fitted decay exponent of the APT error;
 * ``phase``        — the field over a (β1, β2) grid on common random numbers.

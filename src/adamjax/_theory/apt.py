@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import MutableMapping
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -48,67 +49,11 @@ from .._engine.pytree import flatten, is_flat
 from .._engine.schedules import SchedHParams, step_size
 from .._engine.simulate import Observer, RunParams, RunResult, SimConfig
 from .field import AbstractField
-from .flow import flows_batched, grid_slopes
+from .flow import flows_batched, grid_slopes, same_bits
 from .hermite import hermite
 from .tabulated import GridField, flow_table, grid_tabulable
 from .vector_field import FIELD_OPTIMIZERS, default_dtype, vector_field
-
-_SCHED = SchedHParams()  # the default schedule (the spec's)
-
-# --- window starts ---------------------------------------------------------------------
-
-
-def _times(kind: str, sched: tuple[float, float, float], steps: int) -> np.ndarray:
-    """t_0 = 0, t_1, …, t_steps in float64 for one schedule (c, r, n0)."""
-    c, r, n0 = sched
-    n = np.arange(1, steps + 1, dtype=np.float64)
-    g = c * (n + n0) ** (-r) if kind == "power" else np.full(steps, c)
-    return np.concatenate([[0.0], np.cumsum(g)])
-
-
-def window_starts(
-    steps: int,
-    windows: int,
-    horizon: float,
-    schedule: str = "power",
-    scheds=(tuple(_SCHED),),
-    first: int | None = None,
-) -> np.ndarray:
-    """``windows`` window starts n_1 < … < n_J, geometric in n, each window inside the run.
-
-    Args:
-        steps: the run's number of steps.
-        windows: J.
-        horizon: T, in training time.
-        schedule, scheds: the schedule kind and the (c, r, n0) of every run's schedule.
-        first: n_1 (default 1).
-
-    Returns:
-        (J,) int64 starts: n_J is the largest n with t_steps − t_n ≥ T for every
-        schedule, n_1 = ``first``, geometric in between (strictly increasing).
-    """
-    last = steps
-    for s in scheds:
-        t = _times(schedule, tuple(float(x) for x in s), steps)
-        ok = np.nonzero(t[-1] - t >= horizon)[0]
-        if len(ok) == 0 or ok[-1] < 1:
-            raise SpecError(
-                f"flow.horizon = {horizon!r}: longer than the training time "
-                f"t_steps − t_1 = {t[-1] - t[1]:.4g} of the run"
-            )
-        last = min(last, int(ok[-1]))
-    first = 1 if first is None else int(first)
-    if first > last:
-        raise SpecError(f"flow.first = {first}: after the last possible window start {last}")
-    n = np.round(np.geomspace(first, last, windows)).astype(np.int64)
-    for j in range(1, windows):
-        n[j] = max(n[j], n[j - 1] + 1)
-    if n[-1] > last:
-        raise SpecError(
-            f"flow.windows = {windows}: too many windows between steps {first} and {last}"
-        )
-    return n
-
+from .windows import WindowOptions, window_ends, window_starts
 
 # --- the observer ---------------------------------------------------------------------
 
@@ -297,28 +242,7 @@ class APTObserver(Observer):
         )
 
 
-def window_ends(starts, horizon: float, schedule: str, scheds, steps: int) -> np.ndarray:
-    """Static last steps of the windows: the largest n ≤ steps with t_n − t_{n_j} ≤ T for
-    any of the schedules, plus a margin for rounding in the run's dtype."""
-    ends = np.zeros(len(starts), np.int64)
-    for sc in scheds:
-        t = _times(schedule, tuple(float(x) for x in sc), steps)
-        for j, s in enumerate(starts):
-            e = int(np.searchsorted(t, t[s] + horizon * (1 + 1e-3), side="right")) - 1
-            ends[j] = max(ends[j], e)
-    return np.minimum(ends + 2 + ends // 1000, steps)
-
-
 # --- the pipeline -------------------------------------------------------------------------
-
-
-class WindowOptions(NamedTuple):
-    """Where the APT error is measured (spec table ``[flow]``): the horizon T in training
-    time, the number of windows J and the first window start n_1 (None: 1)."""
-
-    horizon: float = 1.0
-    windows: int = 12
-    first: int | None = None
 
 
 class FieldOptions(NamedTuple):
@@ -411,13 +335,17 @@ def apt_prepare(
     chunk: int | None = None,
     progress=None,
     flow_bar: bool = False,
+    saved: MutableMapping | None = None,
 ):
     """Pass 1 and the flows: returns ``(observer, obs_args, samples_used)`` for pass 2.
 
     ``progress(stage, done, total)``, if given, is called as the work advances: stage
     ``"pass 1"`` in run-steps, ``"field"`` in vector fields built (one per distinct
     (β1, β2, ε, ε_root) of the runs), ``"flows"`` in flows integrated. ``flow_bar``: also
-    a terminal bar inside each batch of flows (see ``flow.flows_batched``).
+    a terminal bar inside each batch of flows (see ``flow.flows_batched``). ``saved``:
+    where the finished work is kept (pass 1's window starts, each batch of flows) and
+    taken from instead of computed again (a mapping of names to dicts of arrays; the
+    launcher's is a folder, so that a stopped run resumes where it stopped).
     """
     opts = FieldOptions() if opts is None else opts
     report = progress or (lambda stage, done, total: None)
@@ -436,8 +364,16 @@ def apt_prepare(
         done1[0] += int(n) * int(starts[-1])
         report("pass 1", done1[0], total1)
 
-    res1 = simulate(cfg1, p1, chunk=chunk, progress=tick)
-    th = np.asarray(res1.snapshots)  # (R, J, d)
+    kept = None if saved is None else saved.get("pass1")
+    if kept is not None and same_bits(kept.get("starts"), starts) and len(kept["theta"]) == R0:
+        th, dstep, div = kept["theta"], kept["diverged_step"], kept["diverged"]
+        report("pass 1", total1, total1)
+    else:
+        res1 = simulate(cfg1, p1, chunk=chunk, progress=tick)
+        th = np.asarray(res1.snapshots)  # (R, J, d)
+        dstep, div = np.asarray(res1.diverged_step), np.asarray(res1.diverged)
+        if saved is not None:
+            saved["pass1"] = dict(starts=starts, theta=th, diverged_step=dstep, diverged=div)
     R, _, d = th.shape
     dt = default_dtype()
     K = int(opts.grid)
@@ -454,7 +390,6 @@ def apt_prepare(
     # diverged run is frozen at its last finite θ, possibly far off: no flow, and no part
     # in the box of a field table). Strictly before: pass 1's own last step may carry the
     # divergence of a loss that overflowed at a finite θ (``simulate._finish``).
-    dstep, div = np.asarray(res1.diverged_step), np.asarray(res1.diverged)
     good = np.all(np.isfinite(th), -1) & ~(div[:, None] & (dstep[:, None] < starts[None, :]))
     fields = []
     report("field", 0, len(uniq))
@@ -468,7 +403,7 @@ def apt_prepare(
     ok = np.zeros((R, J), bool)
     report("flows", 0, R * J)
     done = 0
-    for (field, vf), rows in zip(fields, rows_of, strict=True):
+    for u, ((field, vf), rows) in enumerate(zip(fields, rows_of, strict=True)):
         st = np.where(good[rows][..., None], th[rows], 0.0).reshape(-1, d)
         y, fine, se = flows_batched(
             field,
@@ -478,6 +413,8 @@ def apt_prepare(
             dt,
             lambda n, base=done: report("flows", base + n, R * J),
             bar=flow_bar,
+            saved=saved,
+            key=f"flows{u}",
         )
         done += len(st)
         # The slopes dΦ/dτ = −f(Φ) on the grid: the field itself where an evaluation is
@@ -494,7 +431,7 @@ def apt_prepare(
             out = np.nonzero(~field.contains(y) & good[rows].reshape(-1))[0]
             if len(out):
                 y[out], fine[out], se[out] = flows_batched(
-                    vf, st[out], ts, opts, dt, lambda n: None, bar=flow_bar
+                    vf, st[out], ts, opts, dt, lambda n: None, flow_bar, saved, f"retry{u}"
                 )
                 dy[out] = grid_slopes(y[out], horizon / (K - 1))
         y = y.reshape(len(rows), J, K, d)

@@ -15,6 +15,7 @@ groups of similar starts (one window of many runs) are the natural unit.
 from __future__ import annotations
 
 import sys
+from collections.abc import MutableMapping
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -172,12 +173,28 @@ FLOW_BATCH = 4096
 FLOW_BATCH_BYTES = 2**28  # the field's working memory per call, over all its flows
 
 
-def flows_batched(field, starts: np.ndarray, ts, opts, dt, tick, bar: bool = False):
+def flows_batched(
+    field,
+    starts: np.ndarray,
+    ts,
+    opts,
+    dt,
+    tick,
+    bar: bool = False,
+    saved: MutableMapping | None = None,
+    key: str = "flows",
+):
     """Flows from ``starts`` (P, d) in calls of :data:`FLOW_BATCH` (padded: one shape), with
     the solver options of ``opts`` (``solver``, ``rtol``, ``atol``, ``max_steps``);
     ``tick(done)`` after each call, and with ``bar`` a terminal bar of each call's solve
     (a stiff batch otherwise shows no progress until it ends). Returns values (P, K, d)
-    (NaN where the solve failed), success (P,) and the field's SE at the starts (P, d)."""
+    (NaN where the solve failed), success (P,) and the field's SE at the starts (P, d).
+
+    ``saved``: finished calls are kept there (under ``key``, the call's first start and
+    the batch size, with the starts they solved from) and taken from there instead of
+    solved again where the starts are the same — a run stopped in the middle of minutes
+    or hours of stiff flows resumes after its last finished call.
+    """
     P = len(starts)
     # Under diffrax's vmap every start evaluates the field at once: bound the batch by
     # the field's memory per evaluation.
@@ -185,6 +202,15 @@ def flows_batched(field, starts: np.ndarray, ts, opts, dt, tick, bar: bool = Fal
     nb = max(1, min(FLOW_BATCH, P, FLOW_BATCH_BYTES // max(per, 1)))
     ys, oks, ses = [], [], []
     for i in range(0, P, nb):
+        n = min(nb, P - i)
+        name = f"{key}.{i}.{nb}"
+        done = None if saved is None else saved.get(name)
+        if done is not None and same_bits(done.get("starts"), starts[i : i + n]):
+            ys.append(done["ys"])
+            oks.append(done["ok"])
+            ses.append(done["se"])
+            tick(i + n)
+            continue
         part = starts[i : i + nb]
         pad = nb - len(part)
         if pad:
@@ -200,12 +226,21 @@ def flows_batched(field, starts: np.ndarray, ts, opts, dt, tick, bar: bool = Fal
             max_steps=opts.max_steps,
             progress=bar,
         )
-        n = nb - pad
         ys.append(np.asarray(sol.ys)[:n])
         oks.append(np.asarray(sol.ok)[:n])
         ses.append(np.asarray(field(x)[1])[:n])
+        if saved is not None:
+            saved[name] = {"starts": starts[i : i + n], "ys": ys[-1], "ok": oks[-1], "se": ses[-1]}
         tick(i + n)
     return np.concatenate(ys), np.concatenate(oks), np.concatenate(ses)
+
+
+def same_bits(a, b) -> bool:
+    """The same array, bit for bit (shape and dtype included); False for None."""
+    if a is None:
+        return False
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
 
 
 def grid_slopes(y: np.ndarray, h: float) -> np.ndarray:
