@@ -63,7 +63,7 @@ def test_user_problems_read_back_only_on_resume(tmp_path):
     assert not opened(True, force=True).read and not opened(True, refuse=False).read
 
 
-def test_flow_run_stopped_in_its_flows_resumes_after_the_last_batch(tmp_path, monkeypatch):
+def test_flow_run_stopped_in_its_flows_resumes_after_the_last_batch(tmp_path, monkeypatch, capsys):
     """Stopped (Ctrl-C) inside the second of three batches of flows: the rerun neither
     simulates pass 1 again nor integrates the first batch again, and its results are
     those of an uninterrupted run; the kept parts are gone once the results are complete.
@@ -103,7 +103,13 @@ def test_flow_run_stopped_in_its_flows_resumes_after_the_last_batch(tmp_path, mo
 
     out, parts = killed()
     assert parts == ["flows0.0.4.npz", "pass1.npz"]
+    capsys.readouterr()
     assert finished(out, resume=True) == (2, 0)  # batches 2 and 3 only; pass 1 read back
+    said = [ln for ln in capsys.readouterr().err.splitlines() if "continues" in ln]
+    assert len(said) == 1 and said[0].startswith(
+        f"adamjax: fl: [flow] continues its preparation from {out / 'fl' / 'prepare'}/"
+    ), said
+    assert said[0].endswith(": 2 finished part(s) found (pass 1, batches of flows)")
     assert finished(killed()[0]) == (2, 0)  # a built-in problem's: also without --resume
     assert finished(killed()[0], force=True) == (3, 1)  # --force starts over
     # A part whose starts are not the run's (another pass 1): solved again.

@@ -16,6 +16,7 @@ error of every run (``_theory.apt``).
 from __future__ import annotations
 
 import abc
+import sys
 import warnings
 from typing import Any
 
@@ -140,6 +141,16 @@ class APTRecorder(Recorder):
 
     def prepare(self, plan, progress=None, kept=None):
         out = []
+        found = (
+            0 if kept is None else sum(len(kept.part(f"group{i}")) for i in range(len(plan.groups)))
+        )
+        if found and kept.write:  # announced even without progress output: work was kept
+            print(
+                f"adamjax: {plan.spec['name']}: [flow] continues its preparation from "
+                f"{kept.folder.parent}: {found} finished part(s) found (pass 1, batches of flows)",
+                file=sys.stderr,
+                flush=True,
+            )
         show = _StageProgress(plan.spec["name"], progress)
         try:
             for i, g in enumerate(plan.groups):
