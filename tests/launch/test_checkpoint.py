@@ -61,6 +61,11 @@ def test_user_problems_read_back_only_on_resume(tmp_path):
     with pytest.raises(SpecError, match=r"1 finished part.*--resume to continue it"):
         opened(True)
     assert not opened(True, force=True).read and not opened(True, refuse=False).read
+    # Parts beside complete results (a stop just before their removal): nothing to keep.
+    adamjax.run(base_spec(name="done"), out=tmp_path / "o", progress=False)
+    done = PrepareFolder(tmp_path / "o" / "done", "v")
+    done.open("h", False).part("g")["p"] = {"x": np.zeros(1)}
+    assert not done.open("h", True).read
 
 
 def test_flow_run_stopped_in_its_flows_resumes_after_the_last_batch(tmp_path, monkeypatch, capsys):

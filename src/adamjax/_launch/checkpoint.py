@@ -27,7 +27,7 @@ import jax
 import numpy as np
 
 from .._engine.errors import SpecError
-from .store import PREPARE, write_atomic
+from .store import PREPARE, results_complete, write_atomic
 
 _SUFFIX = ".npz"
 
@@ -132,7 +132,14 @@ class PrepareFolder:
         base = self.root / PREPARE
         folder = base / f"{spec_hash}-{software_tag(self.version)}"
         n = sum(1 for _ in folder.rglob(f"*{_SUFFIX}")) if folder.is_dir() else 0
-        if self.refuse and user_problem and not (self.resume or self.force) and n:
+        # (Parts beside complete results were left by a stop just before their removal.)
+        if (
+            self.refuse
+            and user_problem
+            and not (self.resume or self.force)
+            and n
+            and not results_complete(self.root)
+        ):
             raise SpecError(
                 f"out = {json.dumps(str(self.root))}: holds the unfinished preparation of "
                 f"this spec ({n} finished part(s) of [flow]'s pass 1 and flows in "

@@ -421,6 +421,11 @@ def finished_here(root: Path, new: str, version: str) -> bool:
     return attrs.get("adamjax_version") == version and not damaged_units(root, done)
 
 
+def results_complete(root: Path) -> bool:
+    """Whether ``root`` holds a store whose last unit and final summary were written."""
+    return (root / LAYOUT).is_file() and _marked_complete(root)
+
+
 def _marked_complete(root: Path) -> bool:
     """The store's ``complete`` attribute (1 in stores made before it existed)."""
     import zarr
