@@ -141,9 +141,8 @@ class APTRecorder(Recorder):
 
     def prepare(self, plan, progress=None, kept=None):
         out = []
-        found = (
-            0 if kept is None else sum(len(kept.part(f"group{i}")) for i in range(len(plan.groups)))
-        )
+        parts = [None if kept is None else kept.part(f"group{i}") for i in range(len(plan.groups))]
+        found = sum(len(p) for p in parts if p is not None)
         if found and kept.write:  # announced even without progress output: work was kept
             print(
                 f"adamjax: {plan.spec['name']}: [flow] continues its preparation from "
@@ -163,7 +162,7 @@ class APTRecorder(Recorder):
                     chunk=g.chunk,
                     progress=show,
                     flow_bar=show.flow_bar,
-                    saved=None if kept is None else kept.part(f"group{i}"),
+                    saved=parts[i],
                 )
                 out.append((obs, args))
                 self.samples_used += [int(m) for m in used]
