@@ -131,6 +131,48 @@ def test_finite_sum_fast_path_equals_generic(kind, bs, scheme):
         np.testing.assert_allclose(np.asarray(v), np.asarray(want), rtol=1e-11)
 
 
+def _half_square(theta, example):
+    return 0.5 * jnp.sum((theta - example) ** 2)
+
+
+class _Shifted(adamjax.AbstractFiniteSumProblem):
+    """A user's finite sum whose innovation is a biased gradient: ∇ℓ of the batch + 0.3."""
+
+    data: jax.Array
+    dim: int = eqx.field(static=True)
+
+    def example_loss(self, theta, example):
+        return _half_square(theta, example)
+
+    def innovation(self, theta, idx):
+        return super().innovation(theta, idx) + 0.3
+
+
+def test_a_redefined_innovation_is_not_taken_for_the_gradient():
+    """A subclass that redefines ``innovation`` gets the field of ITS G (the generic
+    chain, as a stream problem with the same sampler and G gives), not the closed
+    forms and fast path of the plain mini-batch gradient, which would ignore the shift."""
+    data = jnp.asarray([-1.0, -0.2, 0.5, 2.0], F64)
+    shifted = _Shifted(data=data, dim=1)
+    plain = adamjax.FiniteSumProblem(data=data, dim=1, loss_fn=_half_square)
+    assert plain.innovation_is_gradient and not shifted.innovation_is_gradient
+    assert shifted.second_moment(jnp.zeros(1, F64), 1) is None
+    assert shifted.cross_moment(jnp.zeros(1, F64), 1) is None
+    stream = adamjax.StreamProblem(
+        innovation_fn=lambda t, i: t - data[i] + 0.3,
+        sampler=lambda key, shape: jax.random.randint(key, shape, 0, 4, dtype=jnp.int32),
+        dim=1,
+    )
+    th = jnp.asarray([[-0.8], [0.1], [0.9]], F64)
+    kw = dict(b1=0.9, b2=0.99, eps=1e-8, samples=2**15)
+    f_sh, se_sh = vector_field(shifted, **kw)(th)
+    f_st, _ = vector_field(stream, **kw)(th)
+    f_pl, se_pl = vector_field(plain, **kw)(th)
+    np.testing.assert_allclose(np.asarray(f_sh), np.asarray(f_st), rtol=1e-9, atol=1e-12)
+    gap = np.abs(np.asarray(f_sh - f_pl))
+    assert np.all(gap > 10 * (np.asarray(se_sh) + np.asarray(se_pl)))
+
+
 def test_thin_must_be_a_power_of_two_and_iid():
     with pytest.raises(ValueError, match="thin = 3"):
         vector_field(_quad("exponential"), samples=2**15, thin=3)

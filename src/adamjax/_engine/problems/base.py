@@ -209,7 +209,27 @@ class AbstractFiniteSumProblem(Problem):
         """∇ℓ_i(θ) for every i, shape (N, dim)."""
         return jax.vmap(jax.grad(self.example_loss), (None, 0))(theta, self.data)
 
+    @property
+    def innovation_is_gradient(self) -> bool:
+        """Whether G is this class's: the mean of ∇ℓ_i over a mini-batch of indices drawn
+        uniformly, so that E[G] = ∇L. The closed-form moments below and the vector
+        field's fast path (per-example gradients weighted by the drawn indices) rely on
+        it. False where a subclass redefines ``innovation``, ``sample``, ``draw``,
+        ``loss`` or ``grad`` (a clipped or perturbed gradient, weighted sampling, a
+        regulariser in L only): the field then takes the generic chain, which holds for
+        any G. A subclass whose redefinitions are equivalent may override this to True."""
+        cls = type(self)
+        return (
+            cls.innovation in _MINIBATCH_GRADIENTS
+            and cls.sample is AbstractFiniteSumProblem.sample
+            and cls.draw is AbstractFiniteSumProblem.draw
+            and cls.loss is AbstractFiniteSumProblem.loss
+            and cls.grad is Problem.grad
+        )
+
     def second_moment(self, theta, batch_size, replace=True):
+        if not self.innovation_is_gradient:
+            return None
         # The variance of a mini-batch mean is Var(∇ℓ_I)/b with replacement, times the
         # finite-population factor (N − b)/(N − 1) without (reshuffle, cyclic).
         eg = self.example_grads(theta)
@@ -221,6 +241,8 @@ class AbstractFiniteSumProblem(Problem):
         return g * g + var
 
     def cross_moment(self, theta, batch_size):
+        if not self.innovation_is_gradient:
+            return None
         # The mean Ḡ of b i.i.d. draws of X = ∇ℓ_I (mean μ, variance σ², third central
         # moment κ₃) has variance σ²/b and third central moment κ₃/b², so
         # Cov(Ḡ, Ḡ²) = E[Ḡ³] − μ E[Ḡ²] = 2μσ²/b + κ₃/b².
@@ -278,6 +300,11 @@ class AbstractLayeredProblem(AbstractFiniteSumProblem):
 
         grads = jax.grad(loss)(self.unflatten(theta))
         return jnp.concatenate([g.reshape(-1) for g in jax.tree_util.tree_leaves(grads)])
+
+
+# The innovations that are the mini-batch gradient of ``example_loss`` (the layered one
+# differentiates the unflattened arrays instead of the flat θ: the same values).
+_MINIBATCH_GRADIENTS = (AbstractFiniteSumProblem.innovation, AbstractLayeredProblem.innovation)
 
 
 def cast_problem(problem: Problem, dtype) -> Problem:
