@@ -39,6 +39,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .optimizers import OptHParams, make_optimizer
 from .problems.base import Problem
+from .reductions import reduces
 from .rng import fused_key
 from .schedules import SchedHParams, step_size
 
@@ -383,10 +384,14 @@ def _finish_batch(cfg: SimConfig, raw: RunResult) -> RunResult:
     """``_finish`` for every run of a batch, in blocks of LANES runs behind optimisation
     barriers: the same program for every block whatever the batch size, so the losses
     (reductions over data and θ) do not depend on the chunk size or the device count
-    (one vmap over the whole batch gave 1-ulp differences between 128 and 256 runs)."""
+    (one vmap over the whole batch gave 1-ulp differences between 128 and 256 runs).
+    Where a run's finish reduces over nothing (the 1-D quadratic: elementwise only),
+    one vmap gives the same bits and compiles ~0.4 s faster than the blocks' loop."""
     n = raw.theta.shape[0]
     fin = jax.vmap(lambda r: _finish(cfg, r))
-    if n % LANES:  # a direct call with a ragged batch (the engine always pads)
+    one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), raw)
+    # A ragged batch: a direct call (the engine always pads to a multiple of LANES).
+    if n % LANES or not reduces(_finish, cfg, one):
         return fin(raw)
 
     def block(r):
