@@ -162,8 +162,7 @@ RUN_AXIS = "runs"
 
 def simulate_one(cfg: SimConfig, p: RunParams) -> RunResult:
     """Simulate one run (a batch of runs: :func:`simulate_batch`)."""
-    r = _trajectory(cfg, p)
-    return _finish(cfg, r, _losses(cfg, r.theta, r.snapshots, r.snapshot_loss))
+    return _finish(cfg, _trajectory(cfg, p))
 
 
 def _trajectory(cfg: SimConfig, p: RunParams, axis_name: str | None = None) -> RunResult:
@@ -364,23 +363,17 @@ def _squeeze_steps(xs):
     return jax.tree_util.tree_map(flat, xs)
 
 
-def _losses(cfg: SimConfig, theta, snapshots, snapshot_loss):
-    """A run's final loss and gradient norm and its snapshot losses, from its θ (the
-    part of the finish that may reduce, over data and θ)."""
+def _finish(cfg: SimConfig, r: RunResult) -> RunResult:
+    """A run's final loss and gradient norm and its snapshot losses, from its θ."""
     problem = cfg.problem
-    snap = jax.vmap(problem.loss)(snapshots) if snapshots.shape[0] else snapshot_loss
-    return problem.loss(theta), jnp.linalg.norm(problem.grad(theta)), snap
-
-
-def _finish(cfg: SimConfig, r: RunResult, losses) -> RunResult:
-    """A run's result with its ``losses`` (:func:`_losses`)."""
-    loss, grad_norm, snap_loss = losses
+    loss = problem.loss(r.theta)
     # A loss that overflowed although θ stayed finite also counts as divergence (a
     # problem without a loss is judged on θ alone).
-    late = ~r.diverged & ~jnp.isfinite(loss) & cfg.problem.has_loss
+    late = ~r.diverged & ~jnp.isfinite(loss) & problem.has_loss
+    snap_loss = jax.vmap(problem.loss)(r.snapshots) if r.snapshots.shape[0] else r.snapshot_loss
     return r._replace(
         loss=loss,
-        grad_norm=grad_norm,
+        grad_norm=jnp.linalg.norm(problem.grad(r.theta)),
         diverged=r.diverged | late,
         diverged_step=jnp.where(late, cfg.steps, r.diverged_step),
         snapshot_loss=snap_loss,
@@ -388,29 +381,25 @@ def _finish(cfg: SimConfig, r: RunResult, losses) -> RunResult:
 
 
 def _finish_batch(cfg: SimConfig, raw: RunResult) -> RunResult:
-    """``_finish`` for every run of a batch. The losses are computed in blocks of LANES
-    runs behind optimisation barriers: the same program for every block whatever the
-    batch size, so losses that reduce (over data and θ) do not depend on the chunk size
-    or the device count (one vmap over the whole batch gave 1-ulp differences between
-    128 and 256 runs). Where they reduce over nothing (the 1-D quadratic: elementwise
-    only), one vmap gives the same bits and compiles ~0.4 s faster than the blocks'
-    loop; only θ and the snapshots go through the loop (the rest is elementwise)."""
+    """``_finish`` for every run of a batch, in blocks of LANES runs behind optimisation
+    barriers: the same program for every block whatever the batch size, so the losses
+    (reductions over data and θ) do not depend on the chunk size or the device count
+    (one vmap over the whole batch gave 1-ulp differences between 128 and 256 runs).
+    Where a run's finish reduces over nothing (the 1-D quadratic: elementwise only),
+    one vmap gives the same bits and compiles ~0.4 s faster than the blocks' loop."""
     n = raw.theta.shape[0]
-    args = (raw.theta, raw.snapshots, raw.snapshot_loss)
-    losses = jax.vmap(lambda *a: _losses(cfg, *a))
-    one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), args)
+    fin = jax.vmap(lambda r: _finish(cfg, r))
+    one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), raw)
     # A ragged batch: a direct call (the engine always pads to a multiple of LANES).
-    if n % LANES or not reduces(_losses, cfg, *one):
-        vals = losses(*args)
-    else:
+    if n % LANES or not reduces(_finish, cfg, one):
+        return fin(raw)
 
-        def block(a):
-            return jax.lax.optimization_barrier(losses(*jax.lax.optimization_barrier(a)))
+    def block(r):
+        return jax.lax.optimization_barrier(fin(jax.lax.optimization_barrier(r)))
 
-        split = jax.tree_util.tree_map(lambda a: a.reshape(n // LANES, LANES, *a.shape[1:]), args)
-        out = jax.lax.map(block, split)
-        vals = jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[2:]), out)
-    return jax.vmap(lambda r, v: _finish(cfg, r, v))(raw, vals)
+    split = jax.tree_util.tree_map(lambda a: a.reshape(n // LANES, LANES, *a.shape[1:]), raw)
+    out = jax.lax.map(block, split)
+    return jax.tree_util.tree_map(lambda a: a.reshape(n, *a.shape[2:]), out)
 
 
 def _batch(cfg: SimConfig, params: RunParams) -> RunResult:
