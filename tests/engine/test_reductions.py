@@ -17,6 +17,14 @@ def _v(*shape):
     return S(shape, jnp.float32)
 
 
+@jax.custom_jvp
+def _custom_sum(x):
+    return jnp.sum(x)
+
+
+_custom_sum.defjvp(lambda p, t: (_custom_sum(p[0]), jnp.sum(t[0])))
+
+
 @pytest.mark.parametrize(
     "fn, args",
     [
@@ -26,6 +34,8 @@ def _v(*shape):
         (lambda x: jnp.max(x) + jnp.argmin(x), (_v(7),)),  # exact in any order
         (lambda x, y: x @ y, (_v(3, 1), _v(1, 4))),  # a contraction of length 1
         (lambda x: jax.lax.cond(x[0] > 0, jnp.exp, jnp.sin, x), (_v(3),)),
+        (lambda x: jax.nn.softplus(x) + jax.nn.relu(x) + jnp.sort(x), (_v(4),)),  # custom_jvp
+        (lambda x: jax.grad(lambda y: jnp.tanh(y[0]))(x), (_v(3),)),
     ],
 )
 def test_elementwise_functions_do_not_reduce(fn, args):
@@ -45,6 +55,15 @@ def test_elementwise_functions_do_not_reduce(fn, args):
         (lambda x: jax.lax.cond(x[0] > 0, jnp.sum, lambda a: a[0], x), (_v(3),)),
         (lambda x: jax.lax.scan(lambda c, a: (c + jnp.sum(a), None), 0.0, x)[0], (_v(4, 2),)),
         (lambda x: jax.jit(lambda a: a @ a)(x), (_v(2),)),
+        (_custom_sum, (_v(3),)),
+        (lambda x: jax.grad(lambda y: _custom_sum(jnp.sin(y)))(x), (_v(3),)),
+        # anything not known to be exact counts: scatter-subtract, FFT, linear
+        # algebra, a callback
+        (lambda x: jnp.zeros(3).at[jnp.array([0, 0, 1])].subtract(x), (_v(3),)),
+        (lambda x: jnp.fft.fft(x).real, (_v(4),)),
+        (lambda x: jnp.linalg.cholesky(x), (_v(2, 2),)),
+        (lambda x: jnp.linalg.norm(x, ord=2), (_v(2, 2),)),
+        (lambda x: jax.pure_callback(lambda a: a, jax.ShapeDtypeStruct((), x.dtype), x), (_v(),)),
     ],
 )
 def test_sums_and_products_reduce(fn, args):
