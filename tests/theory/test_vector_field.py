@@ -173,6 +173,37 @@ def test_a_redefined_innovation_is_not_taken_for_the_gradient():
     assert np.all(gap > 10 * (np.asarray(se_sh) + np.asarray(se_pl)))
 
 
+class _Weighted(adamjax.AbstractFiniteSumProblem):
+    """A user's finite sum that draws example 0 half of the time (not uniformly)."""
+
+    data: jax.Array
+    dim: int = eqx.field(static=True)
+
+    def example_loss(self, theta, example):
+        return _half_square(theta, example)
+
+    def sample(self, key, shape):
+        p = jnp.asarray([0.5, 0.5 / 3, 0.5 / 3, 0.5 / 3])
+        return jax.random.choice(key, 4, shape, p=p).astype(jnp.int32)
+
+
+def test_a_redefined_sampler_keeps_the_fast_path_without_the_closed_forms():
+    """Weighted sampling: E[G] ≠ ∇L, so no closed-form moments or control variates, but
+    G is still the mini-batch gradient of the drawn indices, so the fast path (thin = 1)
+    gives the generic chain's estimate and SE to rounding."""
+    w = _Weighted(data=jnp.asarray([-1.0, -0.2, 0.5, 2.0], F64), dim=1)
+    assert w.minibatch_gradient and not w.innovation_is_gradient
+    assert w.second_moment(jnp.zeros(1, F64), 1) is None
+    th = jnp.asarray([[-0.8], [0.1], [0.9]], F64)
+    kw = dict(b1=0.9, b2=0.99, eps=1e-8, samples=2**15)
+    one = vector_field(w, thin=1, **kw)
+    assert one.moments is not None and not one.control_variate
+    f1, se1 = one(th)
+    f0, se0 = vector_field(w, fast=False, **kw)(th)
+    np.testing.assert_allclose(np.asarray(f1), np.asarray(f0), atol=1e-12)
+    np.testing.assert_allclose(np.asarray(se1), np.asarray(se0), atol=1e-12)
+
+
 def test_thin_must_be_a_power_of_two_and_iid():
     with pytest.raises(ValueError, match="thin = 3"):
         vector_field(_quad("exponential"), samples=2**15, thin=3)

@@ -118,7 +118,7 @@ def make_moments(problem: Problem, xs, b1, b2, scan: str, thin: int) -> Abstract
     None where there is no fast path (the generic chain is then used)."""
     if isinstance(problem, Quadratic):
         return _quad(problem, xs, b1, b2, scan, thin)
-    if isinstance(problem, AbstractFiniteSumProblem) and problem.innovation_is_gradient:
+    if isinstance(problem, AbstractFiniteSumProblem) and problem.minibatch_gradient:
         M, b = xs.shape
         N = problem.n_data
         if M * N > MAX_WEIGHT_ELEMS:

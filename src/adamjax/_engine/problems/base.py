@@ -84,7 +84,9 @@ class Problem(eqx.Module):
 
     @property
     def innovation_is_gradient(self) -> bool:
-        """Whether E[G(θ, X)] = ∇L(θ) (the control variate of the vector field needs it)."""
+        """Whether E[G(θ, X)] = ∇L(θ) (the control variate of the vector field needs
+        it). A subclass whose G is biased (a clipped or perturbed gradient) must say
+        False, else the vector field is biased."""
         return True
 
     @property
@@ -210,17 +212,31 @@ class AbstractFiniteSumProblem(Problem):
         return jax.vmap(jax.grad(self.example_loss), (None, 0))(theta, self.data)
 
     @property
-    def innovation_is_gradient(self) -> bool:
-        """Whether G is this class's: the mean of ∇ℓ_i over a mini-batch of indices drawn
-        uniformly, so that E[G] = ∇L. The closed-form moments below and the vector
-        field's fast path (per-example gradients weighted by the drawn indices) rely on
-        it. False where a subclass redefines ``innovation``, ``sample``, ``draw``,
-        ``loss`` or ``grad`` (a clipped or perturbed gradient, weighted sampling, a
-        regulariser in L only): the field then takes the generic chain, which holds for
-        any G. A subclass whose redefinitions are equivalent may override this to True."""
+    def minibatch_gradient(self) -> bool:
+        """Whether G is this class's: the mean of ∇ℓ_i (``example_grads``) over the drawn
+        indices, whatever draws them. The vector field's fast path (per-example
+        gradients weighted by the drawn indices) relies on it; False where a subclass
+        redefines ``innovation``, ``_batch_loss`` or ``example_grads`` (a clipped or
+        perturbed gradient): the field then takes the generic chain, which holds for
+        any G."""
         cls = type(self)
         return (
             cls.innovation in _MINIBATCH_GRADIENTS
+            and cls._batch_loss is AbstractFiniteSumProblem._batch_loss
+            and cls.example_grads is AbstractFiniteSumProblem.example_grads
+        )
+
+    @property
+    def innovation_is_gradient(self) -> bool:
+        """Whether E[G] = ∇L with the closed-form moments below: G is the mini-batch
+        gradient (:attr:`minibatch_gradient`) of indices drawn uniformly, and L the mean
+        of ℓ. False where a subclass also redefines ``sample``, ``draw``, ``loss`` or
+        ``grad`` (weighted sampling, a regulariser in L only): the vector field then
+        drops its control variates. A subclass whose redefinitions are equivalent may
+        override this (and :attr:`minibatch_gradient`) to True."""
+        cls = type(self)
+        return (
+            self.minibatch_gradient
             and cls.sample is AbstractFiniteSumProblem.sample
             and cls.draw is AbstractFiniteSumProblem.draw
             and cls.loss is AbstractFiniteSumProblem.loss
