@@ -1,5 +1,6 @@
 """Problems and sampling schemes."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -263,3 +264,45 @@ def test_second_and_cross_moments_match_sampling(cfg, b):
     ):
         se = samples.std(0) / np.sqrt(n)
         assert np.all(np.abs(np.asarray(want) - got) <= 5 * se + 1e-12), (want, got, se)
+
+
+class _Plain(adamjax.AbstractFiniteSumProblem):
+    data: jax.Array
+    dim: int = eqx.field(static=True)
+
+    def example_loss(self, theta, example):
+        return 0.5 * jnp.sum((theta - example) ** 2)
+
+
+@pytest.mark.parametrize(
+    "name, minibatch, unbiased",
+    [
+        (None, True, True),
+        ("innovation", False, False),  # a clipped or perturbed gradient
+        ("example_grads", False, False),
+        ("_batch_loss", False, False),
+        ("sample", True, False),  # weighted sampling: G is still ∇ℓ of the drawn batch
+        ("draw", True, False),
+        ("n_data", True, False),
+        ("loss", True, False),  # a regulariser in L only
+        ("grad", True, False),
+    ],
+)
+def test_a_redefinition_turns_off_what_it_invalidates(name, minibatch, unbiased):
+    """``minibatch_gradient`` (the vector field's fast path) and ``innovation_is_gradient``
+    (its closed-form moments and control variates) follow what a subclass redefines;
+    the built-ins redefine nothing that matters."""
+    cls = _Plain
+    if name is not None:  # the same behaviour, but a method of the subclass
+        base = _Plain.__dict__.get(name) or getattr(_Plain, name)
+        if isinstance(base, property):
+            again = property(lambda self: base.fget(self))
+        else:
+            again = lambda self, *a, **k: base(self, *a, **k)  # noqa: E731
+        cls = type(f"P_{name}", (_Plain,), {name: again})
+    p = cls(data=jnp.arange(4.0), dim=1)
+    assert (p.minibatch_gradient, p.innovation_is_gradient) == (minibatch, unbiased)
+    assert (p.second_moment(jnp.zeros(1), 1) is None) is not unbiased
+    for kind in ("zhang", "reddi", "regression", "linear_regression", "digits"):
+        b = adamjax.make_problem({"kind": kind}, jnp.float32)
+        assert b.minibatch_gradient and b.innovation_is_gradient

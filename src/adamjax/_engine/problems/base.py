@@ -230,13 +230,14 @@ class AbstractFiniteSumProblem(Problem):
     def innovation_is_gradient(self) -> bool:
         """Whether E[G] = ∇L with the closed-form moments below: G is the mini-batch
         gradient (:attr:`minibatch_gradient`) of indices drawn uniformly, and L the mean
-        of ℓ. False where a subclass also redefines ``sample``, ``draw``, ``loss`` or
-        ``grad`` (weighted sampling, a regulariser in L only): the vector field then
+        of ℓ. False where a subclass also redefines ``n_data``, ``sample``, ``draw``,
+        ``loss`` or ``grad`` (weighted sampling, a regulariser in L only): the field then
         drops its control variates. A subclass whose redefinitions are equivalent may
         override this (and :attr:`minibatch_gradient`) to True."""
         cls = type(self)
         return (
             self.minibatch_gradient
+            and cls.n_data is AbstractFiniteSumProblem.n_data
             and cls.sample is AbstractFiniteSumProblem.sample
             and cls.draw is AbstractFiniteSumProblem.draw
             and cls.loss is AbstractFiniteSumProblem.loss
