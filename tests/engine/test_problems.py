@@ -1,5 +1,7 @@
 """Problems and sampling schemes."""
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -303,6 +305,27 @@ def test_a_redefinition_turns_off_what_it_invalidates(name, minibatch, unbiased)
     p = cls(data=jnp.arange(4.0), dim=1)
     assert (p.minibatch_gradient, p.innovation_is_gradient) == (minibatch, unbiased)
     assert (p.second_moment(jnp.zeros(1), 1) is None) is not unbiased
+
+
+def test_a_layered_problem_redefining_example_loss_loses_the_fast_path():
+    """A layered problem's G differentiates ``parts_loss``; one whose ``example_loss``
+    says something else (a per-example regulariser) is not the mini-batch gradient of
+    its ``example_grads``."""
+    from adamjax import PyTreeFiniteSumProblem
+
+    pb = adamjax.finite_sum_problem(
+        lambda w, x: 0.5 * jnp.sum((w["a"] - x) ** 2), jnp.arange(4.0), {"a": jnp.zeros(1)}
+    )
+    assert pb.minibatch_gradient and pb.innovation_is_gradient
+    base = PyTreeFiniteSumProblem.example_loss
+    cls = type(
+        "Reg", (PyTreeFiniteSumProblem,), {"example_loss": lambda s, t, e: base(s, t, e) + t[0]}
+    )
+    reg = cls(**{f.name: getattr(pb, f.name) for f in dataclasses.fields(pb)})
+    assert not reg.minibatch_gradient and not reg.innovation_is_gradient
+
+
+def test_the_builtins_keep_the_fast_path_and_the_closed_forms():
     for kind in ("zhang", "reddi", "regression", "linear_regression", "digits"):
         b = adamjax.make_problem({"kind": kind}, jnp.float32)
         assert b.minibatch_gradient and b.innovation_is_gradient

@@ -25,6 +25,14 @@ def _custom_sum(x):
 _custom_sum.defjvp(lambda p, t: (_custom_sum(p[0]), jnp.sum(t[0])))
 
 
+@jax.custom_vjp
+def _custom_sin(x):
+    return jnp.sin(x)
+
+
+_custom_sin.defvjp(lambda x: (jnp.sin(x), x), lambda x, ct: (ct * jnp.cos(x),))
+
+
 @pytest.mark.parametrize(
     "fn, args",
     [
@@ -36,6 +44,12 @@ _custom_sum.defjvp(lambda p, t: (_custom_sum(p[0]), jnp.sum(t[0])))
         (lambda x: jax.lax.cond(x[0] > 0, jnp.exp, jnp.sin, x), (_v(3),)),
         (lambda x: jax.nn.softplus(x) + jax.nn.relu(x) + jnp.sort(x), (_v(4),)),  # custom_jvp
         (lambda x: jax.grad(lambda y: jnp.tanh(y[0]))(x), (_v(3),)),
+        # containers are judged by their bodies
+        (lambda x: jax.lax.fori_loop(0, 3, lambda i, c: jnp.sin(c), x), (_v(3),)),
+        (lambda x: jax.lax.while_loop(lambda c: c[0] < 1, jnp.exp, x), (_v(3),)),
+        (lambda x: jax.lax.map(jnp.sin, x), (_v(3),)),
+        (lambda x: jax.checkpoint(jnp.sin)(x), (_v(3),)),
+        (lambda x: _custom_sin(x), (_v(3),)),
     ],
 )
 def test_elementwise_functions_do_not_reduce(fn, args):

@@ -383,10 +383,12 @@ def _finish(cfg: SimConfig, r: RunResult) -> RunResult:
 def _finish_batch(cfg: SimConfig, raw: RunResult) -> RunResult:
     """``_finish`` for every run of a batch, in blocks of LANES runs behind optimisation
     barriers: the same program for every block whatever the batch size, so the losses
-    (reductions over data and θ) do not depend on the chunk size or the device count
-    (one vmap over the whole batch gave 1-ulp differences between 128 and 256 runs).
-    Where a run's finish reduces over nothing (the 1-D quadratic: elementwise only),
-    one vmap gives the same bits and compiles ~0.4 s faster than the blocks' loop."""
+    of the built-in problems (reductions over data and θ) do not depend on the chunk
+    size or the device count (one vmap over the whole batch gave 1-ulp differences
+    between 128 and 256 runs); a user's transcendental loss may still differ in the
+    last place (README, Reproducibility). Where a run's finish reduces over nothing
+    (the 1-D quadratic: elementwise only), one vmap gives the same bits and compiles
+    ~0.25 s faster than the blocks' loop."""
     n = raw.theta.shape[0]
     fin = jax.vmap(lambda r: _finish(cfg, r))
     one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), raw)

@@ -217,11 +217,17 @@ class AbstractFiniteSumProblem(Problem):
         indices, whatever draws them. The vector field's fast path (per-example
         gradients weighted by the drawn indices) relies on it; False where a subclass
         redefines ``innovation``, ``_batch_loss`` or ``example_grads`` (a clipped or
-        perturbed gradient): the field then takes the generic chain, which holds for
-        any G."""
+        perturbed gradient), or, on a layered problem, ``example_loss`` apart from
+        ``parts_loss``: the field then takes the generic chain, which holds for any G."""
         cls = type(self)
+        if cls.innovation is AbstractLayeredProblem.innovation:
+            # Its G differentiates parts_loss; example_grads differentiate example_loss.
+            return (
+                cls.example_loss is AbstractLayeredProblem.example_loss
+                and cls.example_grads is AbstractFiniteSumProblem.example_grads
+            )
         return (
-            cls.innovation in _MINIBATCH_GRADIENTS
+            cls.innovation is AbstractFiniteSumProblem.innovation
             and cls._batch_loss is AbstractFiniteSumProblem._batch_loss
             and cls.example_grads is AbstractFiniteSumProblem.example_grads
         )
@@ -317,11 +323,6 @@ class AbstractLayeredProblem(AbstractFiniteSumProblem):
 
         grads = jax.grad(loss)(self.unflatten(theta))
         return jnp.concatenate([g.reshape(-1) for g in jax.tree_util.tree_leaves(grads)])
-
-
-# The innovations that are the mini-batch gradient of ``example_loss`` (the layered one
-# differentiates the unflattened arrays instead of the flat θ: the same values).
-_MINIBATCH_GRADIENTS = (AbstractFiniteSumProblem.innovation, AbstractLayeredProblem.innovation)
 
 
 def cast_problem(problem: Problem, dtype) -> Problem:
