@@ -1,6 +1,11 @@
 """Shared helpers and tolerances for the tests."""
 
+import equinox as eqx
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+import adamjax
 
 # Parity with optax / NumPy references (acceptance of the engine issue).
 RTOL_F64 = 1e-12
@@ -48,3 +53,19 @@ def assert_same(a, b):
     assert {k: v for k, v in a.attrs.items() if k not in drop} == {
         k: v for k, v in b.attrs.items() if k not in drop
     }
+
+
+def half_square(theta, example):
+    """ℓ(θ, x) = ½‖θ − x‖²: the per-example loss of the small user finite sums."""
+    return 0.5 * jnp.sum((theta - example) ** 2)
+
+
+class HalfSquares(adamjax.AbstractFiniteSumProblem):
+    """A user's finite sum of ½‖θ − x_i‖² over ``data`` (the tests subclass it with one
+    redefinition each)."""
+
+    data: jax.Array
+    dim: int = eqx.field(static=True)
+
+    def example_loss(self, theta, example):
+        return half_square(theta, example)

@@ -10,6 +10,7 @@ import pytest
 
 import adamjax
 from adamjax._engine.sampling import finite_sum_indices
+from helpers import HalfSquares
 
 KEY = jax.random.PRNGKey(7)
 
@@ -189,7 +190,6 @@ def test_network_innovation_matches_finite_differences(cfg):
 def test_registering_a_problem_is_one_module_and_one_line(monkeypatch):
     """A new built-in problem needs its module (class + ``Builtin`` entry) and one
     registration; spec validation, sweeps, the dimension and ``make_problem`` follow."""
-    import equinox as eqx
     import jax.numpy as jnp
 
     from adamjax import BUILTINS, Builtin, Param, register_problem
@@ -268,14 +268,6 @@ def test_second_and_cross_moments_match_sampling(cfg, b):
         assert np.all(np.abs(np.asarray(want) - got) <= 5 * se + 1e-12), (want, got, se)
 
 
-class _Plain(adamjax.AbstractFiniteSumProblem):
-    data: jax.Array
-    dim: int = eqx.field(static=True)
-
-    def example_loss(self, theta, example):
-        return 0.5 * jnp.sum((theta - example) ** 2)
-
-
 @pytest.mark.parametrize(
     "name, minibatch, unbiased",
     [
@@ -294,14 +286,14 @@ def test_a_redefinition_turns_off_what_it_invalidates(name, minibatch, unbiased)
     """``minibatch_gradient`` (the vector field's fast path) and ``innovation_is_gradient``
     (its closed-form moments and control variates) follow what a subclass redefines;
     the built-ins redefine nothing that matters."""
-    cls = _Plain
+    cls = HalfSquares
     if name is not None:  # the same behaviour, but a method of the subclass
-        base = _Plain.__dict__.get(name) or getattr(_Plain, name)
+        base = HalfSquares.__dict__.get(name) or getattr(HalfSquares, name)
         if isinstance(base, property):
             again = property(lambda self: base.fget(self))
         else:
             again = lambda self, *a, **k: base(self, *a, **k)  # noqa: E731
-        cls = type(f"P_{name}", (_Plain,), {name: again})
+        cls = type(f"P_{name}", (HalfSquares,), {name: again})
     p = cls(data=jnp.arange(4.0), dim=1)
     assert (p.minibatch_gradient, p.innovation_is_gradient) == (minibatch, unbiased)
     assert (p.second_moment(jnp.zeros(1), 1) is None) is not unbiased

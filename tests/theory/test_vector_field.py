@@ -10,7 +10,7 @@ import adamjax
 from adamjax import lyapunov, vector_field, vf_zero
 from adamjax._theory.ema import circular_ema as _circular_ema
 from adamjax._theory.vector_field import min_samples
-from helpers import base_spec
+from helpers import HalfSquares, base_spec, half_square
 
 F64 = jnp.float64
 
@@ -131,18 +131,8 @@ def test_finite_sum_fast_path_equals_generic(kind, bs, scheme):
         np.testing.assert_allclose(np.asarray(v), np.asarray(want), rtol=1e-11)
 
 
-def _half_square(theta, example):
-    return 0.5 * jnp.sum((theta - example) ** 2)
-
-
-class _Shifted(adamjax.AbstractFiniteSumProblem):
+class _Shifted(HalfSquares):
     """A user's finite sum whose innovation is a biased gradient: ∇ℓ of the batch + 0.3."""
-
-    data: jax.Array
-    dim: int = eqx.field(static=True)
-
-    def example_loss(self, theta, example):
-        return _half_square(theta, example)
 
     def innovation(self, theta, idx):
         return super().innovation(theta, idx) + 0.3
@@ -154,7 +144,7 @@ def test_a_redefined_innovation_is_not_taken_for_the_gradient():
     forms and fast path of the plain mini-batch gradient, which would ignore the shift."""
     data = jnp.asarray([-1.0, -0.2, 0.5, 2.0], F64)
     shifted = _Shifted(data=data, dim=1)
-    plain = adamjax.FiniteSumProblem(data=data, dim=1, loss_fn=_half_square)
+    plain = adamjax.FiniteSumProblem(data=data, dim=1, loss_fn=half_square)
     assert plain.innovation_is_gradient and not shifted.innovation_is_gradient
     assert shifted.second_moment(jnp.zeros(1, F64), 1) is None
     assert shifted.cross_moment(jnp.zeros(1, F64), 1) is None
@@ -173,14 +163,8 @@ def test_a_redefined_innovation_is_not_taken_for_the_gradient():
     assert np.all(gap > 10 * (np.asarray(se_sh) + np.asarray(se_pl)))
 
 
-class _Weighted(adamjax.AbstractFiniteSumProblem):
+class _Weighted(HalfSquares):
     """A user's finite sum that draws example 0 half of the time (not uniformly)."""
-
-    data: jax.Array
-    dim: int = eqx.field(static=True)
-
-    def example_loss(self, theta, example):
-        return _half_square(theta, example)
 
     def sample(self, key, shape):
         p = jnp.asarray([0.5, 0.5 / 3, 0.5 / 3, 0.5 / 3])

@@ -87,8 +87,8 @@ def _jaxpr_reduces(jaxpr: Jaxpr) -> bool:
 
 def reduces(fn: Callable, *args) -> bool:
     """Whether ``fn(*args)`` sums or multiplies over more than one element anywhere
-    (sums, norms, products of matrices, cumulative sums), by tracing it once (arrays in ``args`` may
-    be tracers or ``jax.ShapeDtypeStruct``s; the rest is static).
+    (sums, norms, products of matrices, cumulative sums), by tracing it once (arrays
+    in ``args`` may be tracers or ``jax.ShapeDtypeStruct``s; the rest is static).
 
     Args:
         fn: the function for ONE run.
